@@ -85,7 +85,8 @@ def _mosi_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def _sims_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     p, y = np.clip(p, -1.0, 1.0), np.clip(y, -1.0, 1.0)
-    classes = {key: (_sims_bin(p, edges), _sims_bin(y, edges)) for key, edges in _SIMS_EDGES.items()}
+    classes = {key: (_sims_bin(p, edges), _sims_bin(y, edges))
+               for key, edges in _SIMS_EDGES.items()}
     out = {"mae": float(np.mean(np.abs(p - y))), "corr": _pearson(p, y)}
     for key in ("acc2", "acc3", "acc5"):
         pred_cls, true_cls = classes[key]

