@@ -79,7 +79,8 @@ def test_zero_labels_and_zero_predictions_has0_vs_non0(no_warnings):
     # p = [0 1 -1 .4 -.3 2] -> p>0 = [F T F T F T] (p = 0.0 is negative here, positive in has0)
     # matches at 4,5,8 -> 3/6
     assert m["acc2_non0"] == pytest.approx(0.5)
-    # class T: TP {4,8}=2, FP {6}=1, FN {3,7}=2 -> 4/7; class F: TP {5}=1, FP {3,7}=2, FN {6}=1 -> 2/5
+    # class T: TP {4,8}=2, FP {6}=1, FN {3,7}=2 -> 4/7
+    # class F: TP {5}=1, FP {3,7}=2, FN {6}=1 -> 2/5
     # weighted: (4 * 4/7 + 2 * 2/5) / 6 = (16/7 + 4/5) / 6 = 108/210 = 18/35 ~ 0.51429
     assert m["f1_non0"] == pytest.approx(18 / 35)
     # acc7: round p = [0 -0 0 0 1 -1 0 -0 2], round y = [0 0 0 1 2 -1 -2 0 3]
