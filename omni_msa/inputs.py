@@ -91,8 +91,11 @@ class InputBuilder:
     @property
     def stop_token_ids(self) -> list[int]:
         """Tokens that end the assistant turn: the template's end-of-turn token and EOS."""
-        ids = {self.tokenizer.eos_token_id, *self._answer_ids("0")[-1:]}
-        return sorted(i for i in ids if i is not None)
+        messages = conversation(self.prompt, ("text",), "x", multimodal=self.multimodal)
+        prompt = self.preprocessor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        suffix = self._answer_suffix(messages, "0", prompt)
+        end_of_turn = self.tokenizer(suffix, add_special_tokens=False)["input_ids"][-1]
+        return sorted({i for i in (self.tokenizer.eos_token_id, end_of_turn) if i is not None})
 
     def prepare(self, sample: Sample, draw: MissingnessDraw) -> PreparedSample:
         if draw.sample_id != sample.id:
@@ -123,21 +126,13 @@ class InputBuilder:
     def prompt_text(self, item: PreparedSample) -> str:
         return self.preprocessor.apply_chat_template(item.messages, add_generation_prompt=True, tokenize=False)
 
-    def _answer_suffix(self, item: PreparedSample, prompt: str) -> str:
+    def _answer_suffix(self, messages: list[dict[str, Any]], answer: str, prompt: str) -> str:
         """The assistant turn after the prompt, up to and including its end-of-turn token."""
-        full = self.preprocessor.apply_chat_template(
-            with_answer(item.messages, self.prompt.answer(item.label), multimodal=self.multimodal),
-            tokenize=False)
+        full = self.preprocessor.apply_chat_template(with_answer(messages, answer, multimodal=self.multimodal),
+                                                     tokenize=False)
         if not full.startswith(prompt):
             raise ValueError("the chat template renders the prompt differently with an answer appended")
         return full[len(prompt):].rstrip()
-
-    def _answer_ids(self, answer: str) -> list[int]:
-        messages = conversation(self.prompt, ("text",), "x", multimodal=self.multimodal)
-        prompt = self.preprocessor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        full = self.preprocessor.apply_chat_template(
-            with_answer(messages, answer, multimodal=self.multimodal), tokenize=False)
-        return self.tokenizer(full[len(prompt):].rstrip(), add_special_tokens=False)["input_ids"]
 
     def collate(self, items: list[PreparedSample], *, with_answers: bool = False,
                 padding_side: str = "left") -> Batch:
@@ -146,7 +141,8 @@ class InputBuilder:
         if len(groups) != 1:
             raise ValueError(f"a batch must hold one modality set, got {sorted(groups)}")
         prompts = [self.prompt_text(item) for item in items]
-        suffixes = [self._answer_suffix(item, p) for item, p in zip(items, prompts)] if with_answers else None
+        suffixes = ([self._answer_suffix(item.messages, self.prompt.answer(item.label), p)
+                     for item, p in zip(items, prompts)] if with_answers else None)
         texts = [p + s for p, s in zip(prompts, suffixes)] if suffixes else prompts
         forward_kwargs: dict[str, Any] = {}
         if self.multimodal:

@@ -1,0 +1,147 @@
+"""Run configuration for classic models: a YAML file plus `section.key=value` overrides.
+
+    output_dir: runs/mdf_mosi
+    seeds: [0, 1, 2]
+    threads: 2                     # torch intra-op threads (optional)
+    model: {name: mdf, dim: 128}   # `name` picks the registered model, the rest is its config
+    data: {dataset: mosi, path: /data/MOSI/unaligned_50.pkl}   # or synthetic_n: 600
+    train: {lr: 1.0e-3, stages: [{epochs: 30}], train_protocol: {intra_rate: uniform}}
+    eval_protocols: [{}, {grid: modes}, {inter_rate: 0.5, intra_rate: 0.5}]
+
+`train` is a `TrainConfig` (its `seed` is set per run from `seeds`). Each `eval_protocols`
+entry is a `MissingnessProtocol` dict, or {grid: inter|intra|modes[, intra_rate]} for a standard
+sweep; without a seed it takes the run's seed. {} is complete data.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from omni_msa.data.missing import MissingnessProtocol, sweep
+from omni_msa.data.record import label_range
+
+from classic_msa.trainer import TrainConfig
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-3` (no dot) as a string; this loader reads it as a float."""
+
+
+_FLOAT = re.compile(r"""^[-+]?(?:
+    [0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?    # 1.5, 1.5e-3, 2.
+    |[0-9][0-9_]*[eE][-+]?[0-9]+                # 5e-4
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?              # .5
+)$""", re.X)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """An MMSA feature pickle (`path`) or the built-in synthetic set (`synthetic_n` samples,
+    written to `synthetic_dir`, default <output_dir>/data)."""
+
+    dataset: str = "mosi"
+    path: str | None = None
+    layout: str | None = None
+    skip_invalid: bool = False
+    synthetic_n: int | None = None
+    synthetic_seed: int = 0
+    synthetic_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        label_range(self.dataset)
+        if (self.path is None) == (self.synthetic_n is None):
+            raise ValueError("data needs exactly one of `path` (an MMSA pickle) or `synthetic_n`")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    output_dir: str
+    model: dict[str, Any]
+    data: DataConfig
+    train: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    eval_protocols: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if "name" not in self.model:
+            raise ValueError("model needs a `name` (a registered classic model)")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be a non-empty list without repeats, got {self.seeds}")
+        self.train_config(self.seeds[0])
+        self.protocols(self.seeds[0])
+
+    @property
+    def model_name(self) -> str:
+        return str(self.model["name"])
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model.items() if k != "name"}
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return TrainConfig.from_dict({**self.train, "seed": seed})
+
+    def protocols(self, seed: int) -> list[MissingnessProtocol]:
+        """The evaluation protocols for one seed, sweeps expanded."""
+        out = []
+        for spec in self.eval_protocols:
+            spec = dict(spec)
+            if "grid" in spec:
+                grid = spec.pop("grid")
+                unknown = set(spec) - {"seed", "intra_rate"}
+                if unknown:
+                    raise ValueError(f"unknown keys {sorted(unknown)} in eval grid {grid!r}")
+                out += sweep(grid, seed=spec.get("seed", seed), intra_rate=spec.get("intra_rate", 0.0))
+            else:
+                out.append(MissingnessProtocol.from_dict({"seed": seed, **spec}))
+        return out
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of `config` with `a.b.c=value` overrides applied; values are parsed as YAML."""
+    config = copy.deepcopy(config)
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {override!r} is not key=value")
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {override!r}: {part!r} is not a section")
+        node[leaf] = parse_yaml(raw)
+    return config
+
+
+def load_classic_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    raw = parse_yaml(Path(path).read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return run_config_from_dict(apply_overrides(raw, overrides or []))
+
+
+def run_config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    known = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown config sections {unknown}; known: {sorted(known)}")
+    if "output_dir" not in raw or "model" not in raw or "data" not in raw:
+        raise ValueError("a run config needs `output_dir`, `model` and `data`")
+    data_keys = {f.name for f in fields(DataConfig)}
+    bad = sorted(set(raw["data"]) - data_keys)
+    if bad:
+        raise ValueError(f"unknown data keys {bad}; known: {sorted(data_keys)}")
+    return RunConfig(**{**raw, "data": DataConfig(**raw["data"])})

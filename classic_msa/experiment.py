@@ -1,0 +1,139 @@
+"""One classic-model experiment: load data, train per seed, evaluate test under each protocol.
+
+Output (`output_dir`):
+    results.jsonl            one row per (seed, evaluation protocol), all seeds
+    seed<k>/                 the trainer's checkpoint (config.json, model.safetensors, ...),
+                             metrics.json (valid metrics of the selected model, test metrics per
+                             protocol, parameters, wall time) and rows.jsonl (this seed's rows)
+Row fields: model, dataset, seed, split ("test"), train_protocol and eval_protocol
+(`MissingnessProtocol.to_dict()`), eval_label, metrics, n_params, wall_time_s (training wall
+time, resumed runs included), eval_time_s, n_samples, checkpoint.
+With `resume`, a seed whose rows exist is kept as it is and an interrupted one continues from
+its trainer state, so results.jsonl ends with exactly one row per seed and protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from omni_msa.data.mmsa import read_mmsa_pickle
+from omni_msa.data.record import MODALITIES, Sample
+from omni_msa.data.synthetic import make_synthetic
+
+from classic_msa.checkpoint import write_json
+from classic_msa.config import DataConfig, RunConfig
+from classic_msa.evaluation import evaluate
+from classic_msa.model import build_model, model_class
+from classic_msa.seeding import seed_everything
+from classic_msa.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.jsonl"
+ROWS_FILE = "rows.jsonl"
+METRICS_FILE = "metrics.json"
+
+
+def load_samples(data: DataConfig, output_dir: Path) -> dict[str, list[Sample]]:
+    """Samples per split, through the shared dataset layer."""
+    if data.path is not None:
+        loaded = read_mmsa_pickle(data.path, dataset=data.dataset, layout=data.layout,
+                                  skip_invalid=data.skip_invalid)
+        logger.info("%s: %s", data.path, loaded.summary())
+        samples = loaded.samples
+    else:
+        target = Path(data.synthetic_dir) if data.synthetic_dir else output_dir / "data"
+        samples = make_synthetic(data.synthetic_n, target, seed=data.synthetic_seed,
+                                 dataset_shape=data.dataset, with_media=False)
+    splits = {split: [s for s in samples if s.split == split] for split in ("train", "valid", "test")}
+    empty = [split for split, group in splits.items() if not group]
+    if empty:
+        raise ValueError(f"no samples in split(s) {empty} of {data.path or 'the synthetic set'}")
+    return splits
+
+
+def input_dims(model_name: str, options: dict[str, Any], train: list[Sample]) -> dict[str, Any]:
+    """The model options with `<modality>_dim` filled from the data (a conflicting value is an error)."""
+    known = {f.name for f in dataclasses.fields(model_class(model_name).config_class)}
+    options = dict(options)
+    for modality in MODALITIES:
+        key = f"{modality}_dim"
+        if key not in known:
+            continue
+        actual = int(train[0].features[modality].shape[-1])
+        if options.setdefault(key, actual) != actual:
+            raise ValueError(f"model option {key}={options[key]} but the data's {modality} features "
+                             f"have dimension {actual}")
+    return options
+
+
+def run_experiment(config: RunConfig, *, resume: bool = False, progress: bool = False) -> list[dict[str, Any]]:
+    """Train and evaluate every seed; returns (and writes) all result rows."""
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    splits = load_samples(config.data, out_dir)
+    rows: list[dict[str, Any]] = []
+    for seed in config.seeds:
+        rows += _run_seed(config, seed, splits, resume=resume, progress=progress)
+    _write_jsonl(out_dir / RESULTS_FILE, rows)
+    return rows
+
+
+def _run_seed(config: RunConfig, seed: int, splits: dict[str, list[Sample]], *, resume: bool,
+              progress: bool) -> list[dict[str, Any]]:
+    seed_dir = Path(config.output_dir) / f"seed{seed}"
+    if resume and (seed_dir / ROWS_FILE).is_file():
+        logger.info("seed %d already evaluated in %s; keeping its rows", seed, seed_dir)
+        return [json.loads(line) for line in (seed_dir / ROWS_FILE).read_text().splitlines() if line]
+    dataset = config.data.dataset
+    seed_everything(seed)
+    model = build_model(config.model_name, input_dims(config.model_name, config.model_options, splits["train"]))
+    train_config = config.train_config(seed)
+    trainer = Trainer(model, train_config, dataset=dataset, out_dir=seed_dir, progress=progress)
+    fit = trainer.fit(splits["train"], splits["valid"], resume=resume)
+    n_params = model.n_params()
+    logger.info("%s seed %d: %d parameters, valid MAE %.4f, %.1f s", config.model_name, seed, n_params,
+                fit.valid_metrics["mae"], fit.wall_time_s)
+    rows = []
+    for protocol in config.protocols(seed):
+        started = time.perf_counter()
+        result = evaluate(model, splits["test"], dataset=dataset, protocol=protocol,
+                          batch_size=train_config.eval_batch_size)
+        rows.append({
+            "model": config.model_name,
+            "dataset": dataset,
+            "seed": seed,
+            "split": "test",
+            "train_protocol": train_config.protocol("train").to_dict(),
+            "eval_protocol": protocol.to_dict(),
+            "eval_label": protocol.label,
+            "metrics": result.metrics,
+            "n_params": n_params,
+            "wall_time_s": fit.wall_time_s,
+            "eval_time_s": time.perf_counter() - started,
+            "n_samples": len(result.ids),
+            "checkpoint": str(seed_dir),
+        })
+    write_json(seed_dir / METRICS_FILE, {
+        "model": config.model_name, "dataset": dataset, "seed": seed, "n_params": n_params,
+        "wall_time_s": fit.wall_time_s, "valid": fit.valid_metrics,
+        "test": [{"eval_protocol": r["eval_protocol"], "eval_label": r["eval_label"], "metrics": r["metrics"]}
+                 for r in rows],
+    })
+    _write_jsonl(seed_dir / ROWS_FILE, rows)
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tmp.replace(path)

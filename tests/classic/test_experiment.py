@@ -1,0 +1,94 @@
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from omni_msa.data.record import MODALITIES
+
+from classic_msa.config import apply_overrides, load_classic_config, run_config_from_dict
+from classic_msa.evaluation import evaluate
+from classic_msa.experiment import run_experiment
+from classic_msa.trainer import load_checkpoint
+
+from .conftest import TINY_MDF
+
+REPO = Path(__file__).resolve().parents[2]
+ROW_FIELDS = {"model", "dataset", "seed", "train_protocol", "eval_protocol", "metrics", "n_params", "wall_time_s"}
+
+
+def test_overrides_are_dotted_and_parsed_as_yaml():
+    config = apply_overrides({"train": {"lr": 1e-3}}, ["train.lr=5e-4", "seeds=[0, 1]", "model.name=mdf",
+                                                      "train.train_protocol={intra_rate: uniform}"])
+    assert config == {"train": {"lr": 5e-4, "train_protocol": {"intra_rate": "uniform"}}, "seeds": [0, 1],
+                      "model": {"name": "mdf"}}
+    with pytest.raises(ValueError, match="key=value"):
+        apply_overrides({}, ["train.lr"])
+
+
+@pytest.mark.parametrize("name", ["mdf_synthetic.yaml", "mdf_mosi.yaml"])
+def test_shipped_configs_parse(name):
+    overrides = ["data.skip_invalid=true"] if "mosi" in name else []
+    config = load_classic_config(REPO / "scripts" / "configs" / name, overrides)
+    assert config.model_name == "mdf" and config.protocols(0)
+    assert config.train_config(3).seed == 3
+
+
+def test_config_errors_name_the_key():
+    base = {"output_dir": "x", "model": {"name": "mdf"}, "data": {"synthetic_n": 10}}
+    with pytest.raises(ValueError, match="unknown config sections"):
+        run_config_from_dict({**base, "trian": {}})
+    with pytest.raises(ValueError, match="exactly one"):
+        run_config_from_dict({**base, "data": {"synthetic_n": 10, "path": "a.pkl"}})
+    with pytest.raises(ValueError, match="unknown train config keys"):
+        run_config_from_dict({**base, "train": {"learning_rate": 1}})
+
+
+def test_script_trains_evaluates_writes_rows_and_resumes(synthetic, synthetic_dir, tmp_path, monkeypatch, capsys):
+    config = {
+        "output_dir": str(tmp_path / "run"),
+        "model": {"name": "mdf", **TINY_MDF},
+        "data": {"dataset": "mosi", "path": str(synthetic_dir / "unaligned.pkl"), "layout": "unaligned"},
+        "train": {"lr": 5e-3, "batch_size": 32, "stages": [{"epochs": 2}],
+                  "train_protocol": {"inter_rate": 0.2, "intra_rate": "uniform"}},
+        "eval_protocols": [{}, {"grid": "modes"}, {"inter_rate": 0.5, "intra_rate": 0.5, "seed": 11}],
+    }
+    config_path = tmp_path / "mdf_test.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    monkeypatch.setattr(sys, "argv", ["train_classic.py", "--config", str(config_path), "--quiet", "seeds=[7]"])
+    runpy.run_path(str(REPO / "scripts" / "train_classic.py"), run_name="__main__")
+    assert "9 rows" in capsys.readouterr().out
+
+    results = tmp_path / "run" / "results.jsonl"
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(rows) == 9 and all(ROW_FIELDS <= set(row) for row in rows)
+    assert {row["seed"] for row in rows} == {7}
+    assert rows[0]["train_protocol"] == {"inter_rate": 0.2, "intra_rate": "uniform", "keep": None, "seed": 7}
+    assert rows[0]["eval_protocol"] == {"inter_rate": 0.0, "intra_rate": 0.0, "keep": None, "seed": 7}
+    assert rows[-1]["eval_protocol"]["seed"] == 11
+    assert rows[1]["eval_protocol"]["keep"] == ["text"]
+    assert rows[0]["n_samples"] == len(synthetic["test"]) and rows[0]["n_params"] > 0
+
+    seed_dir = tmp_path / "run" / "seed7"
+    metrics = json.loads((seed_dir / "metrics.json").read_text())
+    assert metrics["valid"]["mae"] > 0 and len(metrics["test"]) == 9
+    model = load_checkpoint(seed_dir)
+    again = evaluate(model, synthetic["test"], dataset="mosi").metrics
+    assert again["mae"] == pytest.approx(rows[0]["metrics"]["mae"], rel=1e-6)
+    assert model.config.audio_dim == synthetic["train"][0].features["audio"].shape[1]
+
+    resumed = run_experiment(load_classic_config(config_path, ["seeds=[7]"]), resume=True)
+    assert resumed == rows and len(results.read_text().splitlines()) == 9
+
+
+def test_input_dims_come_from_the_data(synthetic):
+    from classic_msa.experiment import input_dims
+
+    dims = input_dims("mdf", {"dim": 8}, synthetic["train"])
+    assert {m: dims[f"{m}_dim"] for m in MODALITIES} == {"text": 768, "audio": 5, "vision": 20}
+    with pytest.raises(ValueError, match="audio_dim=7"):
+        input_dims("mdf", {"audio_dim": 7}, synthetic["train"])
+    assert np.isfinite(dims["dim"])
