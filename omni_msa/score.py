@@ -8,6 +8,7 @@ reason, and rank 0 merges the parts so every id appears exactly once.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from omni_msa.assemble import Assembled, assemble
+from omni_msa.backbone import trainable_report
 from omni_msa.checkpoint import load_weights, read_config
 from omni_msa.config import RunConfig, config_from_dict
 from omni_msa.data.batching import group_batches
@@ -46,8 +48,9 @@ def zero_shot_scorer(cfg: RunConfig) -> Assembled:
     if cfg.readout.kind != "generative":
         raise ValueError("zero-shot scoring needs the generative readout (a regression head must be trained)")
     assembled = assemble(cfg, with_lora=False)
+    assembled.readout.requires_grad_(False)
     assembled.readout.eval()
-    return assembled
+    return replace(assembled, trainable=trainable_report(assembled.readout))
 
 
 def readout_name(cfg: RunConfig, zero_shot: bool) -> str:

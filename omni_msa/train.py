@@ -56,14 +56,16 @@ class TrainerState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def load_samples(cfg: RunConfig) -> tuple[list[Sample], list[Sample]]:
-    """Train and valid samples; invalid ones stop the run unless `data.skip_invalid`."""
+def load_samples(cfg: RunConfig) -> tuple[list[Sample], list[Sample], list[DataError]]:
+    """Train and valid samples, and the invalid ones the readers skipped (only with
+    `data.skip_invalid`; otherwise the first invalid sample stops the run)."""
     data = cfg.data
     if data.synthetic_n is not None:
         samples = make_synthetic(data.synthetic_n, Path(cfg.output_dir) / "synthetic", seed=data.synthetic_seed,
                                  with_media=cfg.backbone.kind == "qwen2_5_omni_thinker")
         train = [s for s in samples if s.split == "train"]
         valid = [s for s in samples if s.split == "valid"]
+        skipped: list[DataError] = []
     else:
         loaded = [read_manifest(path, dataset=data.dataset, skip_invalid=data.skip_invalid)
                   for path in (data.train, data.valid)]
@@ -72,7 +74,8 @@ def load_samples(cfg: RunConfig) -> tuple[list[Sample], list[Sample]]:
                 logger.warning("%s: skipped %d invalid samples (first: %s)", path, len(result.skipped),
                                result.skipped[0])
         train, valid = loaded[0].samples, loaded[1].samples
-    return train[:data.max_train_samples], valid[:data.max_valid_samples]
+        skipped = loaded[0].skipped + loaded[1].skipped
+    return train[:data.max_train_samples], valid[:data.max_valid_samples], skipped
 
 
 def prepare_all(assembled: Assembled, samples: list[Sample], protocol: MissingnessProtocol,
@@ -152,7 +155,7 @@ def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress:
     accelerator = Accelerator(mixed_precision=opt.mixed_precision,
                               log_with="tensorboard", project_dir=str(out_dir))
     set_seed(opt.seed)
-    train_samples, valid_samples = load_samples(cfg)
+    train_samples, valid_samples, reader_skipped = load_samples(cfg)
     assembled = assemble(cfg)
     readout = assembled.readout
     logger.info("trainable parameters: %s", assembled.trainable)
@@ -291,7 +294,8 @@ def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress:
         "trainable": assembled.trainable, "peak_memory_mb": peak_memory_mb(),
         "step_time_s_median": float(np.median(step_times)) if step_times else None,
         "wall_time_s": time.perf_counter() - start_time,
-        "skipped_invalid": {"train": len(train_errors), "valid": len(valid_errors)},
+        "skipped_invalid": [{"id": e.sample_id, "field": e.field, "reason": e.reason}
+                            for e in reader_skipped + train_errors + valid_errors],
         "history": state.history,
     }
     if accelerator.is_main_process:

@@ -126,3 +126,22 @@ def test_single_sample_scoring_from_python(checkpoint, synthetic_samples):
     assert with_media["present"] == ["text", "audio", "vision"] and text_only["present"] == ["text"]
     assert with_media["pred"] != text_only["pred"]
     assert scorer.score("a different sentence entirely")["pred"] != text_only["pred"]
+
+
+def test_zero_shot_generative_scoring_counts_parse_statuses(tiny_thinker_dir, synthetic_samples, tmp_path):
+    from omni_msa.score import zero_shot_scorer
+
+    cfg = tiny_run_config(tiny_thinker_dir, tmp_path, readout="generative")
+    assembled = zero_shot_scorer(cfg)
+    assert assembled.trainable["trainable"] == 0, "zero-shot scoring trains nothing and adds no LoRA"
+    summary = score_file(assembled, cfg, synthetic_samples[:6], tmp_path / "zs.jsonl",
+                         protocol=MissingnessProtocol(keep={"text"}), zero_shot=True, batch_size=3)
+    rows = read_predictions(tmp_path / "zs.jsonl")
+    assert len(rows) == 6 and {r["readout"] for r in rows} == {"generative_zero_shot"}
+    assert all("generated" in r for r in rows)
+    counts = summary["status"]["counts"]
+    assert sum(counts.values()) == 6
+    for row in rows:
+        assert row["status"] in ("ok", "unparsable", "out_of_range")
+        if row["status"] == "unparsable":
+            assert row["pred"] == 0.0
