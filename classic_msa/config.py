@@ -15,34 +15,15 @@ sweep; without a seed it takes the run's seed. {} is complete data.
 
 from __future__ import annotations
 
-import copy
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from omni_msa.data.missing import MissingnessProtocol, sweep
 from omni_msa.data.record import label_range
+from omni_msa.yaml_config import load_yaml_config
 
 from classic_msa.trainer import TrainConfig
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `1e-3` (no dot) as a string; this loader reads it as a float."""
-
-
-_FLOAT = re.compile(r"""^[-+]?(?:
-    [0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?    # 1.5, 1.5e-3, 2.
-    |[0-9][0-9_]*[eE][-+]?[0-9]+                # 5e-4
-    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?              # .5
-)$""", re.X)
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
-
-
-def parse_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -109,28 +90,8 @@ class RunConfig:
         return out
 
 
-def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of `config` with `a.b.c=value` overrides applied; values are parsed as YAML."""
-    config = copy.deepcopy(config)
-    for override in overrides:
-        key, sep, raw = override.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {override!r} is not key=value")
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {override!r}: {part!r} is not a section")
-        node[leaf] = parse_yaml(raw)
-    return config
-
-
 def load_classic_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    raw = parse_yaml(Path(path).read_text())
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return run_config_from_dict(apply_overrides(raw, overrides or []))
+    return run_config_from_dict(load_yaml_config(path, overrides))
 
 
 def run_config_from_dict(raw: dict[str, Any]) -> RunConfig:

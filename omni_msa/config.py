@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from omni_msa.backbone import BackboneConfig, LoraSettings
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import label_range
 from omni_msa.media_inputs import MediaSettings
 from omni_msa.prompt import PromptSettings
 from omni_msa.readouts import ReadoutSettings
+from omni_msa.yaml_config import load_yaml_config
 
 
 @dataclass(frozen=True)
@@ -115,22 +114,5 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     return RunConfig(**kwargs)
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`a.b=value` sets raw[a][b]; the value is parsed as YAML (numbers, booleans, null, lists)."""
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep:
-            raise ValueError(f"override {override!r} is not key=value")
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {override!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(value)
-    return raw
-
-
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    return config_from_dict(apply_overrides(raw, overrides or []))
+    return config_from_dict(load_yaml_config(path, overrides))

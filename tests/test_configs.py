@@ -31,3 +31,8 @@ def test_overrides_reach_nested_sections():
     assert cfg.readout.kind == "generative" and cfg.optim.lr == 0.001 and cfg.train_missing.intra_rate == 0.3
     with pytest.raises(ValueError, match="unknown keys in `optim`"):
         load_config(path, ["optim.learning_rate=0.1"])
+
+
+def test_scientific_notation_overrides_are_numbers():
+    path = next(p for p in CONFIGS if p.name == "smollm2_mosi_disc.yaml")
+    assert load_config(path, ["optim.lr=1e-3"]).optim.lr == 0.001

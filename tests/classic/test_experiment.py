@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from omni_msa.data.record import MODALITIES
+from omni_msa.yaml_config import apply_overrides
 
-from classic_msa.config import apply_overrides, load_classic_config, run_config_from_dict
+from classic_msa.config import load_classic_config, run_config_from_dict
 from classic_msa.evaluation import evaluate
 from classic_msa.experiment import run_experiment
 from classic_msa.trainer import load_checkpoint
