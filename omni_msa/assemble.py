@@ -58,8 +58,10 @@ def resolve_backbone(cfg: BackboneConfig) -> BackboneConfig:
 
 
 def assemble(cfg: RunConfig, *, with_lora: bool = True) -> Assembled:
-    torch.manual_seed(cfg.optim.seed)
     model, preprocessor = load_backbone(resolve_backbone(cfg.backbone))
+    # Seeded after loading: the first load in a process may draw random numbers (lazy imports,
+    # kernel probing) that later loads do not, and LoRA and head initialisation must not depend on it.
+    torch.manual_seed(cfg.optim.seed)
     if with_lora:
         model = apply_lora(model, cfg.lora)
     multimodal = cfg.backbone.kind == "qwen2_5_omni_thinker"

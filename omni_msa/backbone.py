@@ -192,11 +192,28 @@ def load_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Any]:
 
     if quant is not None:
         prepare_for_kbit_training(model, cfg.gradient_checkpointing)
+        keep_partial_blocks_off_packed_cpu_path(model)
     elif cfg.gradient_checkpointing:
         model.activation_checkpointing_enable()
     if cfg.freeze_encoders:
         freeze_encoders(model)
     return model, preprocessor
+
+
+def keep_partial_blocks_off_packed_cpu_path(model: nn.Module) -> int:
+    """bitsandbytes (0.50) repacks 4-bit weights for its AVX512-BF16 CPU kernel at the first
+    no-grad forward, and that repacking fails for layers whose input width is not a whole number
+    of quantization blocks (e.g. the tiny test Thinker's 32-wide layers). Such layers keep the
+    ordinary dequantizing path; returns how many."""
+    count = 0
+    for module in model.modules():
+        quant_state = getattr(getattr(module, "weight", None), "quant_state", None)
+        if quant_state is None or not hasattr(module, "support_avx512bf16_for_cpu"):
+            continue
+        if module.in_features % quant_state.blocksize:
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
 
 
 def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool) -> nn.Module:

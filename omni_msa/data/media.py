@@ -16,6 +16,7 @@ import soundfile as sf
 from omni_msa.data.record import DataError
 
 VIDEO_CODECS: tuple[str, ...] = ("libx264", "mpeg4")
+SINGLE_THREAD_OPTIONS = {"libx264": {"threads": "1", "preset": "ultrafast"}}
 
 
 def write_wav(path: str | Path, wave: np.ndarray, sr: int) -> None:
@@ -73,11 +74,15 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int, audio: np.ndarray 
     else:
         raise RuntimeError(f"none of the video encoders {VIDEO_CODECS} is available in PyAV")
     with av.open(str(path), "w", format="mp4") as container:
-        video = container.add_stream(codec, rate=fps)
+        # one thread and no lookahead: x264 otherwise gives different frames from run to run,
+        # and the synthetic set must be a pure function of its seed
+        video = container.add_stream(codec, rate=fps, options=SINGLE_THREAD_OPTIONS.get(codec, {"threads": "1"}))
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.thread_count, video.codec_context.thread_type = 1, "NONE"
         if audio is not None:  # every stream must exist before the first packet is muxed
             sound = container.add_stream("aac", rate=sr)
             sound.layout = "mono"
+            sound.codec_context.thread_count, sound.codec_context.thread_type = 1, "NONE"
         for array in frames:
             container.mux(video.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
         container.mux(video.encode())
