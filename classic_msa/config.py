@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from omni_msa.data.missing import MissingnessProtocol, sweep
+from omni_msa.data.missing import MissingnessProtocol, expand_protocols
 from omni_msa.data.record import label_range
 from omni_msa.yaml_config import load_yaml_config
 
@@ -76,18 +76,7 @@ class RunConfig:
 
     def protocols(self, seed: int) -> list[MissingnessProtocol]:
         """The evaluation protocols for one seed, sweeps expanded."""
-        out = []
-        for spec in self.eval_protocols:
-            spec = dict(spec)
-            if "grid" in spec:
-                grid = spec.pop("grid")
-                unknown = set(spec) - {"seed", "intra_rate"}
-                if unknown:
-                    raise ValueError(f"unknown keys {sorted(unknown)} in eval grid {grid!r}")
-                out += sweep(grid, seed=spec.get("seed", seed), intra_rate=spec.get("intra_rate", 0.0))
-            else:
-                out.append(MissingnessProtocol.from_dict({"seed": seed, **spec}))
-        return out
+        return expand_protocols(self.eval_protocols, seed)
 
 
 def load_classic_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

@@ -28,7 +28,8 @@ from omni_msa.data.record import Sample
 from classic_msa.data import FeatureBatch
 
 # Modules that define built-in models; imported on first registry lookup. Add new models here.
-BUILTIN_MODEL_MODULES: tuple[str, ...] = ("classic_msa.mdf", "classic_msa.sg_dtam", "classic_msa.senti_ifusion")
+BUILTIN_MODEL_MODULES: tuple[str, ...] = ("classic_msa.mdf", "classic_msa.sg_dtam", "classic_msa.senti_ifusion",
+                                           "classic_msa.promma")
 
 _REGISTRY: dict[str, type[FeatureModel]] = {}
 

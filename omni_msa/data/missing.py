@@ -221,6 +221,24 @@ def sweep(grid: str, *, seed: int = 0, intra_rate: float | str = 0.0) -> list[Mi
     raise ValueError(f"unknown grid {grid!r}; expected 'inter', 'intra' or 'modes'")
 
 
+def expand_protocols(specs: Iterable[dict], seed: int) -> list[MissingnessProtocol]:
+    """Protocols from config entries: a `MissingnessProtocol` dict ({} is complete data), or
+    {grid: inter|intra|modes[, intra_rate]} for a standard sweep. An entry without a seed takes
+    `seed`, so every model evaluated with one seed sees the same masks."""
+    out = []
+    for spec in specs:
+        spec = dict(spec)
+        if "grid" in spec:
+            grid = spec.pop("grid")
+            unknown = set(spec) - {"seed", "intra_rate"}
+            if unknown:
+                raise ValueError(f"unknown keys {sorted(unknown)} in eval grid {grid!r}")
+            out += sweep(grid, seed=spec.get("seed", seed), intra_rate=spec.get("intra_rate", 0.0))
+        else:
+            out.append(MissingnessProtocol.from_dict({"seed": seed, **spec}))
+    return out
+
+
 # --- applying a draw to MMSA-layout features -------------------------------------------------
 
 def text_token_positions(sample: Sample) -> np.ndarray:
