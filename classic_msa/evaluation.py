@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,29 +26,35 @@ class Evaluation:
     preds: np.ndarray
     labels: np.ndarray
     protocol: MissingnessProtocol
+    latency_ms: np.ndarray          # per sample: its batch's forward time / batch size
 
 
 @torch.no_grad()
 def predict(model: FeatureModel, samples: Sequence[Sample], *, protocol: MissingnessProtocol = COMPLETE,
-            batch_size: int = 256, device: str | torch.device = "cpu") -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(ids, predictions, labels) in the order of `samples`, in eval mode."""
+            batch_size: int = 256, device: str | torch.device = "cpu"
+            ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, predictions, labels, per-sample latency in ms) in the order of `samples`, in eval mode."""
     was_training = model.training
     model.eval()
-    ids, preds, labels = [], [], []
+    ids, preds, labels, latency = [], [], [], []
     try:
         for batch in FeatureLoader(samples, batch_size=batch_size, protocol=protocol).epoch():
-            out = model(batch.to(device))
+            batch = batch.to(device)
+            start = time.perf_counter()
+            out = model(batch)
+            pred = out["pred"].detach().float().cpu().numpy().reshape(-1)
+            latency += [1000 * (time.perf_counter() - start) / len(pred)] * len(pred)
             ids.extend(batch.ids)
-            preds.append(out["pred"].detach().float().cpu().numpy().reshape(-1))
+            preds.append(pred)
             labels.append(batch.labels.numpy())
     finally:
         model.train(was_training)
-    return ids, np.concatenate(preds), np.concatenate(labels)
+    return ids, np.concatenate(preds), np.concatenate(labels), np.array(latency)
 
 
 def evaluate(model: FeatureModel, samples: Sequence[Sample], *, dataset: str,
              protocol: MissingnessProtocol = COMPLETE, batch_size: int = 256,
              device: str | torch.device = "cpu") -> Evaluation:
-    ids, preds, labels = predict(model, samples, protocol=protocol, batch_size=batch_size, device=device)
+    ids, preds, labels, latency = predict(model, samples, protocol=protocol, batch_size=batch_size, device=device)
     return Evaluation(metrics=regression_metrics(preds, labels, dataset), ids=ids, preds=preds,
-                      labels=labels, protocol=protocol)
+                      labels=labels, protocol=protocol, latency_ms=latency)

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import math
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from omni_msa.data.record import DataError, Sample
 from omni_msa.data.synthetic import make_synthetic
 from omni_msa.inputs import PreparedSample
 from omni_msa.metrics import regression_metrics
+from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +67,23 @@ def load_samples(cfg: RunConfig) -> tuple[list[Sample], list[Sample], list[DataE
         valid = [s for s in samples if s.split == "valid"]
         skipped: list[DataError] = []
     else:
-        loaded = [read_manifest(path, dataset=data.dataset, skip_invalid=data.skip_invalid)
-                  for path in (data.train, data.valid)]
-        for path, result in zip((data.train, data.valid), loaded):
-            if result.skipped:
-                logger.warning("%s: skipped %d invalid samples (first: %s)", path, len(result.skipped),
-                               result.skipped[0])
-        train, valid = loaded[0].samples, loaded[1].samples
-        skipped = loaded[0].skipped + loaded[1].skipped
+        train, train_skipped = read_split(data.train, "train", data.dataset, data.skip_invalid)
+        valid, valid_skipped = read_split(data.valid, "valid", data.dataset, data.skip_invalid)
+        skipped = train_skipped + (valid_skipped if Path(data.valid) != Path(data.train) else [])
     return train[:data.max_train_samples], valid[:data.max_valid_samples], skipped
+
+
+def read_split(path: str | Path, split: str, dataset: str, skip_invalid: bool) -> tuple[list[Sample], list[DataError]]:
+    """The samples of one split in a manifest (a file may hold several splits), and the invalid
+    rows of the file that the reader skipped (only with `skip_invalid`)."""
+    loaded = read_manifest(path, dataset=dataset, skip_invalid=skip_invalid)
+    if loaded.skipped:
+        logger.warning("%s: skipped %d invalid samples (first: %s)", path, len(loaded.skipped), loaded.skipped[0])
+    samples = [s for s in loaded.samples if s.split == split]
+    if not samples:
+        found = sorted({s.split for s in loaded.samples})
+        raise ValueError(f"{path}: no samples of split {split!r} (its splits: {found})")
+    return samples, loaded.skipped
 
 
 def prepare_all(assembled: Assembled, samples: list[Sample], protocol: MissingnessProtocol,
@@ -132,13 +140,6 @@ def status_counts(statuses: list[str]) -> dict[str, int]:
     return {status: statuses.count(status) for status in ("ok", "unparsable", "out_of_range")}
 
 
-def peak_memory_mb() -> float:
-    """CUDA max allocated on GPU, else the process's peak resident set size."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Train, evaluate on valid, keep the best checkpoint; resumes from `checkpoint-last`.
 
@@ -152,9 +153,9 @@ def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress:
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     opt = cfg.optim
+    reset_peak_memory()
     accelerator = Accelerator(mixed_precision=opt.mixed_precision,
                               log_with="tensorboard", project_dir=str(out_dir))
-    set_seed(opt.seed)
     train_samples, valid_samples, reader_skipped = load_samples(cfg)
     assembled = assemble(cfg)
     readout = assembled.readout
@@ -162,8 +163,8 @@ def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress:
     generative = cfg.readout.kind == "generative"
 
     valid_prepared, valid_errors = prepare_all(assembled, valid_samples, cfg.eval_missing, cfg.data.skip_invalid)
-    _, train_errors = prepare_all(assembled, train_samples, epoch_protocol(cfg.train_missing, opt.seed, 0),
-                                  cfg.data.skip_invalid)
+    first_epoch, train_errors = prepare_all(assembled, train_samples,
+                                            epoch_protocol(cfg.train_missing, opt.seed, 0), cfg.data.skip_invalid)
     bad_ids = {e.sample_id for e in train_errors}
     train_samples = [s for s in train_samples if s.id not in bad_ids]
     if train_errors or valid_errors:
@@ -176,14 +177,18 @@ def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress:
     if head_params:
         groups.append({"params": head_params, "lr": opt.head_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=opt.weight_decay)
-    batches_per_epoch = math.ceil(len(train_samples) / opt.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / opt.grad_accum)
+    # batches group by modality set, so an epoch can hold a few more than n / batch_size
+    first_batches = group_batches([p.group for p in first_epoch], [p.length for p in first_epoch], opt.batch_size)
+    steps_per_epoch = math.ceil(len(process_shard(first_batches, 0, accelerator.num_processes)) / opt.grad_accum)
     total_steps = opt.max_steps or steps_per_epoch * opt.epochs
     scheduler = get_scheduler(opt.scheduler, optimizer, num_warmup_steps=int(opt.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     readout, optimizer, scheduler = accelerator.prepare(readout, optimizer, scheduler)
     accelerator.init_trackers("train", config={"readout": cfg.readout.kind, "seed": opt.seed})
 
+    # Seeded here, after loading and preparation, which may draw random numbers the first time a
+    # process does them; a resumed run then restores the RNG state of its checkpoint.
+    set_seed(opt.seed)
     state = TrainerState()
     last_dir = out_dir / LAST_DIR
     if (last_dir / "trainer_state").is_dir():
@@ -292,6 +297,7 @@ def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress:
         "readout": cfg.readout.kind, "seed": opt.seed, "steps": state.global_step,
         "best_valid_mae": state.best_mae, "best_step": state.best_step, "stopped_early": stopped_early,
         "trainable": assembled.trainable, "peak_memory_mb": peak_memory_mb(),
+        "peak_memory_scope": peak_memory_scope(),
         "step_time_s_median": float(np.median(step_times)) if step_times else None,
         "wall_time_s": time.perf_counter() - start_time,
         "skipped_invalid": [{"id": e.sample_id, "field": e.field, "reason": e.reason}

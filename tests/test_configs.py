@@ -16,13 +16,33 @@ def test_config_loads_and_has_its_launch_command(path):
     assert "scripts/" in header and ("accelerate launch" in header or "python " in header), \
         f"{path.name} needs its launch command in a header comment"
     raw = yaml.safe_load(path.read_text())
-    if "backbone" in raw:
+    if "results_dir" in raw:
+        check_comparison_config(path)
+    elif "backbone" in raw:
         cfg = load_config(path)
         assert cfg.output_dir and cfg.backbone.name_or_path
     else:
         from classic_msa.config import load_classic_config
 
         load_classic_config(path)
+
+
+def check_comparison_config(path: Path) -> None:
+    """A comparison config loads, each readout's run config is valid, and so are its classic models."""
+    from classic_msa.config import load_classic_config
+    from omni_msa.compare.config import load_compare_config
+    from omni_msa.compare.family import SharedData
+    from omni_msa.compare.omni_family import omni_contenders
+    from omni_msa.data.missing import MissingnessProtocol
+
+    cfg = load_compare_config(path)
+    data = SharedData(dataset=cfg.dataset, evaluate_on=cfg.evaluate_on,
+                      manifest={"train": "train.csv", "valid": "valid.csv"}, samples={})
+    for contender in omni_contenders(cfg):
+        run = contender.run_config(cfg.seeds[0], MissingnessProtocol(), Path("runs/x"), data)
+        assert run.readout.kind == ("discriminative" if contender.name == "discriminative" else "generative")
+    for spec in cfg.classic:
+        load_classic_config(spec.config, spec.overrides)
 
 
 def test_overrides_reach_nested_sections():

@@ -1,0 +1,132 @@
+"""The omni family: one contender per readout, all built from one shared run config.
+
+Each trained readout is an ordinary `omni_msa.train` run (so it resumes after a kill), scored
+with the batch scorer (`omni_msa.score.score_file`: sharded under accelerate, resumable,
+per-sample latency, an errors file). The zero-shot readout is the generative readout on the
+bare backbone.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omni_msa.compare.config import CompareConfig, ReadoutSpec
+from omni_msa.compare.family import EvalResult, FitInfo, SharedData
+from omni_msa.config import RunConfig, config_from_dict
+from omni_msa.data.missing import MissingnessProtocol
+from omni_msa.scoring_io import errors_path_for, read_predictions
+
+TRAIN_SUMMARY = "train_summary.json"
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for section, values in overrides.items():
+        out[section] = {**out.get(section, {}), **values}
+    return out
+
+
+class OmniReadout:
+    family = "omni"
+
+    def __init__(self, spec: ReadoutSpec, cfg: CompareConfig) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.checkpoint_choice = cfg.omni_checkpoint
+        self.eval_batch_size = cfg.eval_batch_size
+        self.raw = _merged(cfg.omni_base, spec.overrides)
+        self.raw["readout"] = {**self.raw.get("readout", {}), "kind": spec.kind}
+        self._loaded: tuple[str, Any, RunConfig] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        settings = copy.deepcopy(self.raw)
+        settings["zero_shot"] = self.spec.zero_shot
+        if self.spec.zero_shot:        # nothing is trained: optimisation settings do not apply
+            settings.pop("optim", None)
+        else:
+            settings["checkpoint"] = self.checkpoint_choice
+        return settings
+
+    def run_config(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> RunConfig:
+        raw = copy.deepcopy(self.raw)
+        raw["optim"] = {**raw.get("optim", {}), "seed": seed}
+        raw["output_dir"] = str(run_dir)
+        raw["media_cache_dir"] = data.media_cache_dir
+        raw["data"] = {"dataset": data.dataset, "train": data.manifest["train"], "valid": data.manifest["valid"],
+                       "skip_invalid": data.skip_invalid}
+        raw["train_missing"] = train_protocol.to_dict()
+        return config_from_dict(raw)
+
+    def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:
+        cfg = self.run_config(seed, train_protocol, run_dir, data)
+        if self.spec.zero_shot:
+            return FitInfo(checkpoint=None, trainable={"trainable": 0, "total": None, "share": 0.0},
+                           wall_time_s=0.0, peak_memory_mb=None, extra={"run_config": str(run_dir)})
+        summary_path = run_dir / TRAIN_SUMMARY
+        if summary_path.is_file():
+            summary = json.loads(summary_path.read_text())
+        else:
+            from omni_msa.train import train
+
+            summary = train(cfg, show_progress=True)
+        checkpoint = run_dir / ("checkpoint-best" if self.checkpoint_choice == "best" else "checkpoint-last")
+        return FitInfo(checkpoint=str(checkpoint), trainable=summary["trainable"], wall_time_s=summary["wall_time_s"],
+                       peak_memory_mb=summary["peak_memory_mb"], peak_memory_scope=summary.get("peak_memory_scope"),
+                       extra={"train_steps": summary["steps"], "best_valid_mae": summary["best_valid_mae"],
+                              "skipped_invalid": len(summary.get("skipped_invalid", []))})
+
+    def _scorer(self, fit: FitInfo, data: SharedData, seed_cfg: RunConfig):
+        from omni_msa.score import load_scorer, zero_shot_scorer
+
+        key = fit.checkpoint or "zero-shot"
+        if self._loaded is None or self._loaded[0] != key:
+            self.release()
+            if fit.checkpoint is None:
+                assembled, cfg = zero_shot_scorer(seed_cfg), seed_cfg
+            else:
+                assembled, cfg = load_scorer(fit.checkpoint)
+            self._warm_up(assembled, data)
+            self._loaded = (key, assembled, cfg)
+        return self._loaded[1], self._loaded[2]
+
+    def _warm_up(self, assembled: Any, data: SharedData) -> None:
+        """One untimed batch, so one-off costs (lazy initialisation, allocator growth) stay out
+        of the latency figures."""
+        protocol = MissingnessProtocol()
+        items = [assembled.builder.prepare(s, protocol.draw(s.id)) for s in data.eval_samples[:self.eval_batch_size]]
+        group = items[0].group
+        batch = assembled.builder.collate([i for i in items if i.group == group], padding_side="left")
+        assembled.readout.predict(batch)
+
+    def evaluate(self, fit: FitInfo, protocol: MissingnessProtocol, data: SharedData,
+                 out_path: Path) -> EvalResult | None:
+        from omni_msa.score import score_file
+
+        seed_cfg = self.run_config(protocol.seed, MissingnessProtocol(), Path(out_path).parent.parent, data)
+        assembled, cfg = self._scorer(fit, data, seed_cfg)
+        started = time.perf_counter()
+        summary = score_file(assembled, cfg, data.eval_samples, out_path, protocol=protocol,
+                             zero_shot=self.spec.zero_shot, batch_size=self.eval_batch_size)
+        if summary is None:
+            return None
+        rows = read_predictions(out_path)
+        errors_file = errors_path_for(out_path)
+        errors = sum(1 for line in errors_file.read_text().splitlines() if line.strip()) if errors_file.is_file() else 0
+        return EvalResult(ids=[r["id"] for r in rows], labels=np.array([r["label"] for r in rows]),
+                          preds=np.array([r["pred"] for r in rows]),
+                          latency_ms=np.array([r["latency_ms"] for r in rows]),
+                          statuses=[r["status"] for r in rows] if self.spec.kind == "generative" else None,
+                          errors=errors, predictions=str(out_path), eval_time_s=time.perf_counter() - started)
+
+    def release(self) -> None:
+        self._loaded = None
+
+
+def omni_contenders(cfg: CompareConfig) -> list[OmniReadout]:
+    return [OmniReadout(spec, cfg) for spec in cfg.readouts]

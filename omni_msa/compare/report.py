@@ -1,0 +1,261 @@
+"""The comparison summary: everything computed from the rows of `<results_dir>/runs.jsonl`.
+
+    summary.md    the paper-layout table (mean ± std over seeds on complete data), efficiency,
+                  the generative-to-discriminative MAE and latency ratios, parse statuses,
+                  robustness tables, and the list of samples the readers skipped
+    *.png         MAE against the inter and intra rate (band = seed spread), bars per retention
+                  mode, latency per model
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omni_msa.compare.grid import ROWS_FILE, read_rows
+from omni_msa.report import _pyplot, aggregate, caption, dedupe, protocol_kind, write_report
+
+SKIPPED_FILE = "skipped_samples.json"
+PAPER_COLUMNS = {
+    "mosi": [("MAE", ("mae",)), ("Corr", ("corr",)), ("Acc-7", ("acc7",)), ("Acc-5", ("acc5",)),
+             ("Acc-2 has0 / non0", ("acc2_has0", "acc2_non0")), ("F1 has0 / non0", ("f1_has0", "f1_non0"))],
+    "sims": [("MAE", ("mae",)), ("Corr", ("corr",)), ("Acc-2", ("acc2",)), ("Acc-3", ("acc3",)),
+             ("Acc-5", ("acc5",)), ("F1", ("f1",))],
+}
+CURVE_METRICS = {"mosi": ("mae", "acc5", "f1_non0"), "sims": ("mae", "acc5", "f1")}
+
+
+def _family(dataset: str) -> str:
+    return "sims" if dataset == "sims" else "mosi"
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if values.size == 0:
+        return math.nan, math.nan
+    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
+def _pm(mean: float, std: float, digits: int, scale: float = 1.0) -> str:
+    if math.isnan(mean):
+        return "nan"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def complete_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [r for r in rows if protocol_kind(r) == "complete"]
+
+
+def models(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(r["model"] for r in rows))
+
+
+def paper_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line per model on complete data, the columns of the MSA papers' tables."""
+    dataset = rows[0]["dataset"]
+    columns = PAPER_COLUMNS[_family(dataset)]
+    groups = aggregate(rows, by=("model",))
+    lines = [f"_{caption(dataset)}_", "", "| Model | n | " + " | ".join(c for c, _ in columns) + " |",
+             "|---|---:|" + "---:|" * len(columns)]
+    for (model,), group in groups.items():
+        cells = []
+        for _, keys in columns:
+            parts = []
+            for key in keys:
+                mean, std = group["metrics"][key]
+                raw = key in ("mae", "corr")
+                parts.append(_pm(mean, std, 3 if raw else 1, 1.0 if raw else 100.0))
+            cells.append(" / ".join(parts))
+        lines.append(f"| {model} | {group['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def efficiency_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Trainable parameters, per-sample latency, throughput, training time and peak memory."""
+    lines = ["| Model | trainable params (share) | latency ms/sample: mean (p50 / p95) | throughput samples/s "
+             "| train wall time s | peak memory MiB |", "|---|---:|---:|---:|---:|---:|"]
+    for model in models(rows):
+        group = [r for r in rows if r["model"] == model]
+        trainable = group[0]["trainable"]
+        share = trainable.get("share")
+        params = f"{trainable.get('trainable', 0):,}" + (f" ({100 * share:.3f} %)" if share is not None else "")
+        lat = _mean_std([r["latency_ms"]["mean"] for r in group])
+        p50 = _mean_std([r["latency_ms"]["p50"] for r in group])[0]
+        p95 = _mean_std([r["latency_ms"]["p95"] for r in group])[0]
+        thr = _mean_std([r["throughput_sps"] for r in group])
+        wall = _mean_std([r["wall_time_s"] for r in _one_per_seed(group)])
+        mem = _mean_std([r["peak_memory_mb"] for r in _one_per_seed(group)])
+        lines.append(f"| {model} | {params} | {_pm(*lat, 2)} ({p50:.2f} / {p95:.2f}) | {_pm(*thr, 1)} | "
+                     f"{_pm(*wall, 0)} | {_pm(*mem, 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _one_per_seed(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return list({(r["model"], r["seed"], json.dumps(r["train_protocol"], sort_keys=True)): r for r in rows}.values())
+
+
+def readout_ratios(rows: Sequence[Mapping[str, Any]], numerator: str = "generative",
+                   denominator: str = "discriminative") -> list[dict[str, Any]]:
+    """Per evaluation protocol: MAE(numerator) / MAE(denominator) as a ratio of seed means, the
+    per-seed ratios (same seed, same masks), and the latency ratio."""
+    out = []
+    labels = list(dict.fromkeys(r["eval_label"] for r in rows))
+    for label in labels:
+        num = {r["seed"]: r for r in rows if r["model"] == numerator and r["eval_label"] == label}
+        den = {r["seed"]: r for r in rows if r["model"] == denominator and r["eval_label"] == label}
+        seeds = sorted(set(num) & set(den))
+        if not seeds:
+            continue
+        mae_num = np.mean([num[s]["metrics"]["mae"] for s in seeds])
+        mae_den = np.mean([den[s]["metrics"]["mae"] for s in seeds])
+        out.append({
+            "eval_label": label, "seeds": seeds, "mae_num": float(mae_num), "mae_den": float(mae_den),
+            "mae_ratio": float(mae_num / mae_den),
+            "mae_ratio_per_seed": [num[s]["metrics"]["mae"] / den[s]["metrics"]["mae"] for s in seeds],
+            "latency_ratio": float(np.mean([num[s]["latency_ms"]["mean"] for s in seeds])
+                                   / np.mean([den[s]["latency_ms"]["mean"] for s in seeds])),
+        })
+    return out
+
+
+def ratio_section(rows: Sequence[Mapping[str, Any]]) -> str:
+    ratios = readout_ratios(rows)
+    if not ratios:
+        return ""
+    lines = ["| Evaluation | MAE generative | MAE discriminative | ratio (of seed means) | ratio per seed "
+             "| latency ratio |", "|---|---:|---:|---:|---:|---:|"]
+    for r in ratios:
+        per_seed = ", ".join(f"{x:.2f}" for x in r["mae_ratio_per_seed"])
+        lines.append(f"| {r['eval_label']} | {r['mae_num']:.3f} | {r['mae_den']:.3f} | {r['mae_ratio']:.2f} | "
+                     f"{per_seed} | {r['latency_ratio']:.2f} |")
+    complete = next((r for r in ratios if r["eval_label"] == complete_label(rows)), ratios[0])
+    verdict = "holds" if complete["mae_ratio"] >= 2.0 else "does not hold"
+    lines += ["", f"**Published claim (generative MAE at least twice the discriminative one after equal "
+                  f"supervised training): it {verdict} here.** On {complete['eval_label']} the generative "
+                  f"readout's MAE is {complete['mae_ratio']:.2f}x the discriminative one "
+                  f"({complete['mae_num']:.3f} vs {complete['mae_den']:.3f}, seeds {complete['seeds']}), "
+                  f"and it takes {complete['latency_ratio']:.2f}x the discriminative time per sample, "
+                  f"measured in the same run."]
+    return "\n".join(lines) + "\n"
+
+
+def complete_label(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    complete = complete_rows(rows)
+    return complete[0]["eval_label"] if complete else None
+
+
+def status_section(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Shares of parse statuses per generative readout, on complete data and over all protocols."""
+    generative = [r for r in rows if r.get("status_counts")]
+    if not generative:
+        return ""
+    lines = ["| Readout | Evaluation | samples | ok | unparsable | out of range |", "|---|---|---:|---:|---:|---:|"]
+    for model in models(generative):
+        mine = [r for r in generative if r["model"] == model]
+        for label, subset in (("complete data", complete_rows(mine)), ("all protocols", mine)):
+            if not subset:
+                continue
+            totals = {k: sum(r["status_counts"][k] for r in subset) for k in ("ok", "unparsable", "out_of_range")}
+            n = sum(totals.values())
+            lines.append(f"| {model} | {label} | {n} | " + " | ".join(
+                f"{100 * totals[k] / n:.1f} % ({totals[k]})" for k in ("ok", "unparsable", "out_of_range")) + " |")
+    fallback = {r["settings"].get("readout", {}).get("unparsable_fallback", 0.0) for r in generative}
+    lines += ["", f"An unparsable answer is scored as {', '.join(str(f) for f in sorted(fallback))} (the "
+                  f"readout's `unparsable_fallback`); an out-of-range number is clipped to the label range."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_latency(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Mean per-sample latency per model (bars, ± std over runs) with the p95 marked."""
+    plt = _pyplot()
+    path = Path(path)
+    names = models(rows)
+    means, stds, p95 = [], [], []
+    for model in names:
+        group = [r for r in rows if r["model"] == model]
+        m, s = _mean_std([r["latency_ms"]["mean"] for r in group])
+        means.append(m)
+        stds.append(s)
+        p95.append(float(np.mean([r["latency_ms"]["p95"] for r in group])))
+    batch = sorted({r.get("eval_batch_size") for r in rows} - {None})
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(names) + 2), 4.2), dpi=120)
+    x = np.arange(len(names))
+    ax.bar(x, means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8, label="mean (± std over runs)")
+    ax.scatter(x, p95, marker="_", s=400, color="black", zorder=3, label="p95")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=15, ha="right", fontsize=9)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency per sample (ms, log scale)")
+    ax.set_title(f"Per-sample latency, warm-up excluded ({rows[0]['dataset']}, batched"
+                 f"{' ' + str(batch[0]) if len(batch) == 1 else ''})", fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _header(rows: Sequence[Mapping[str, Any]], results_dir: Path) -> list[str]:
+    command_file = results_dir / "command.txt"
+    omni = [r for r in rows if r.get("family") == "omni"]
+    lines = ["# Readout comparison", ""]
+    if command_file.is_file():
+        lines += ["```", command_file.read_text().strip(), "```", ""]
+    n = sorted({r["n_samples"] for r in complete_rows(rows) or rows})
+    lines.append(f"Dataset **{rows[0]['dataset']}**, rows on the **{rows[0]['split']}** split "
+                 f"({'/'.join(map(str, n))} samples), seeds {sorted({r['seed'] for r in rows})}, "
+                 f"{len(rows)} rows.")
+    if omni:
+        settings = omni[0]["settings"]
+        backbone, lora = settings.get("backbone", {}), settings.get("lora", {})
+        quant = backbone.get("quantization", "none")
+        precision = ("4-bit NF4 QLoRA" if quant == "4bit" else "8-bit LoRA" if quant == "8bit"
+                     else "LoRA on unquantized weights (float32 on CPU)")
+        lines.append(f"Omni readouts: backbone `{backbone.get('name_or_path')}` ({backbone.get('kind')}), "
+                     f"{precision}, LoRA r={lora.get('r')} alpha={lora.get('alpha')} dropout={lora.get('dropout')}, "
+                     f"the same for every readout (the harness refuses anything else).")
+    lines.append("")
+    return lines
+
+
+def write_summary(results_dir: str | Path, reader_errors: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Write summary.md and the plots into `results_dir` from its runs.jsonl."""
+    results_dir = Path(results_dir)
+    rows = dedupe(read_rows(results_dir / ROWS_FILE))
+    if not rows:
+        raise ValueError(f"{results_dir / ROWS_FILE}: no rows")
+    if reader_errors is not None:
+        (results_dir / SKIPPED_FILE).write_text(json.dumps(list(reader_errors), indent=2))
+    elif (results_dir / SKIPPED_FILE).is_file():
+        reader_errors = json.loads((results_dir / SKIPPED_FILE).read_text())
+    dataset = rows[0]["dataset"]
+    complete = complete_rows(rows)
+    parts = _header(rows, results_dir)
+    if complete:
+        parts += ["## Complete data", "", paper_table(complete)]
+        parts += ["## Efficiency", "", "_Latency: forward (discriminative, classic) or forward plus greedy "
+                  "decoding (generative) per sample, batched, warm-up excluded; train wall time and peak "
+                  "memory (peak RSS on CPU, CUDA max allocated on GPU) per training run._", "",
+                  efficiency_table(complete)]
+    ratios = ratio_section(rows)
+    if ratios:
+        parts += ["## Generative vs discriminative readout", "", ratios]
+    statuses = status_section(rows)
+    if statuses:
+        parts += ["## Generative answers: parse statuses", "", statuses]
+    report = write_report(rows, results_dir, metrics=CURVE_METRICS[_family(dataset)])
+    plots = report["plots"] + [plot_latency(complete or rows, results_dir / "latency.png")]
+    parts += ["## Under missing modalities", "", report["markdown"]]
+    parts += ["## Plots", ""] + [f"- `{p.name}`" for p in plots] + [""]
+    if reader_errors:
+        parts += ["## Samples the readers skipped", "", "| id | field | reason |", "|---|---|---|"]
+        parts += [f"| {e['id']} | {e['field']} | {e['reason']} |" for e in reader_errors] + [""]
+    summary = results_dir / "summary.md"
+    summary.write_text("\n".join(parts))
+    return summary
