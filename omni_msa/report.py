@@ -211,8 +211,10 @@ def plot_rate_curves(rows: Sequence[Mapping[str, Any]], metric: str, path: str |
     path.parent.mkdir(parents=True, exist_ok=True)
     series = rate_series(rows, metric, rate)
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    for model, (x, mean, std) in series.items():
-        line, = ax.plot(x, mean, marker="o", markersize=4, label=model)
+    for i, (model, (x, mean, std)) in enumerate(series.items()):
+        # marker and dash differ per line, so lines that coincide stay distinguishable
+        line, = ax.plot(x, mean, marker="osD^vP"[i % 6], markersize=4, linestyle=("-", "--", ":", "-.")[i % 4],
+                        label=model)
         lo = [m - s for m, s in zip(mean, std)]
         hi = [m + s for m, s in zip(mean, std)]
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -264,7 +266,7 @@ def plot_mode_bars(rows: Sequence[Mapping[str, Any]], metric: str, path: str | P
     if metric not in RAW_METRICS or metric == "mae":
         ax.set_ylim(bottom=0)                       # MAE, accuracies and F1 are non-negative
     # legend below the axes, so it never covers a bar
-    ax.legend(fontsize=9, ncols=min(len(models), 4), loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    ax.legend(fontsize=9, ncols=min(len(models), 4), loc="upper center", bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

@@ -11,6 +11,7 @@ classic models run on the main process.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
@@ -22,7 +23,7 @@ from accelerate import PartialState
 from omni_msa.compare.config import load_compare_config
 from omni_msa.compare.grid import prepare_data, run_grid
 from omni_msa.compare.omni_family import omni_contenders
-from omni_msa.compare.report import write_summary
+from omni_msa.compare.report import SKIPPED_FILE, write_summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,9 +57,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{time.perf_counter() - started:.0f} s -> {results / 'runs.jsonl'}")
     if data.reader_errors:
         print(f"{len(data.reader_errors)} invalid samples skipped by the readers (listed in the summary)")
+    (results / SKIPPED_FILE).write_text(json.dumps(data.reader_errors, indent=2))
     if not args.no_report:
-        summary = write_summary(results, reader_errors=data.reader_errors)
-        print(f"summary: {summary}")
+        print(f"summary: {write_summary(results)}")
 
 
 if __name__ == "__main__":

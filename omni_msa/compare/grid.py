@@ -22,6 +22,7 @@ from omni_msa.compare.family import Contender, EvalResult, FitInfo, SharedData
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.synthetic import make_synthetic
 from omni_msa.metrics import regression_metrics
+from omni_msa.resources import peak_memory_mb, reset_peak_memory
 
 logger = logging.getLogger(__name__)
 
@@ -159,11 +160,14 @@ def run_grid(cfg: CompareConfig, contenders: Sequence[Contender], data: SharedDa
                 fit = contender.fit(seed, train, run_dir, data)
                 for key, protocol in todo:
                     started = time.perf_counter()
+                    reset_peak_memory()
                     result = contender.evaluate(fit, protocol, data, run_dir / "eval" / f"{slug(protocol.label)}.jsonl")
                     if result is None or not is_main_process:
                         continue
                     result.eval_time_s = result.eval_time_s or time.perf_counter() - started
-                    append_row(rows_path, make_row(cfg, contender, key, seed, train, protocol, fit, result))
+                    row = make_row(cfg, contender, key, seed, train, protocol, fit, result)
+                    row["eval_peak_memory_mb"] = peak_memory_mb()
+                    append_row(rows_path, row)
                     done.add(key)
                     counts["written"] += 1
                 contender.release()

@@ -78,7 +78,7 @@ def paper_table(rows: Sequence[Mapping[str, Any]]) -> str:
 def efficiency_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Trainable parameters, per-sample latency, throughput, training time and peak memory."""
     lines = ["| Model | trainable params (share) | latency ms/sample: mean (p50 / p95) | throughput samples/s "
-             "| train wall time s | peak memory MiB |", "|---|---:|---:|---:|---:|---:|"]
+             "| train wall time s | peak memory MiB: train / scoring |", "|---|---:|---:|---:|---:|---:|"]
     for model in models(rows):
         group = [r for r in rows if r["model"] == model]
         trainable = group[0]["trainable"]
@@ -88,10 +88,13 @@ def efficiency_table(rows: Sequence[Mapping[str, Any]]) -> str:
         p50 = _mean_std([r["latency_ms"]["p50"] for r in group])[0]
         p95 = _mean_std([r["latency_ms"]["p95"] for r in group])[0]
         thr = _mean_std([r["throughput_sps"] for r in group])
-        wall = _mean_std([r["wall_time_s"] for r in _one_per_seed(group)])
-        mem = _mean_std([r["peak_memory_mb"] for r in _one_per_seed(group)])
+        trained = [r for r in _one_per_seed(group) if r.get("peak_memory_mb") is not None]
+        wall = _pm(*_mean_std([r["wall_time_s"] for r in trained]), 0) if trained else "– (not trained)"
+        mem = _pm(*_mean_std([r["peak_memory_mb"] for r in trained]), 0) if trained else "–"
+        scoring = [r["eval_peak_memory_mb"] for r in group if r.get("eval_peak_memory_mb") is not None]
+        mem += f" / {_pm(*_mean_std(scoring), 0)}" if scoring else " / –"
         lines.append(f"| {model} | {params} | {_pm(*lat, 2)} ({p50:.2f} / {p95:.2f}) | {_pm(*thr, 1)} | "
-                     f"{_pm(*wall, 0)} | {_pm(*mem, 0)} |")
+                     f"{wall} | {mem} |")
     return "\n".join(lines) + "\n"
 
 
@@ -164,6 +167,12 @@ def status_section(rows: Sequence[Mapping[str, Any]]) -> str:
             n = sum(totals.values())
             lines.append(f"| {model} | {label} | {n} | " + " | ".join(
                 f"{100 * totals[k] / n:.1f} % ({totals[k]})" for k in ("ok", "unparsable", "out_of_range")) + " |")
+    never_parsed = [m for m in models(generative)
+                    if all(r["status_counts"]["ok"] + r["status_counts"]["out_of_range"] == 0
+                           for r in generative if r["model"] == m)]
+    if never_parsed:
+        lines += ["", f"**No answer of {', '.join(never_parsed)} parsed as a number: its metrics are those of "
+                      f"the constant fallback prediction.**"]
     fallback = {r["settings"].get("readout", {}).get("unparsable_fallback", 0.0) for r in generative}
     lines += ["", f"An unparsable answer is scored as {', '.join(str(f) for f in sorted(fallback))} (the "
                   f"readout's `unparsable_fallback`); an out-of-range number is clipped to the label range."]
@@ -189,8 +198,13 @@ def plot_latency(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     ax.scatter(x, p95, marker="_", s=400, color="black", zorder=3, label="p95")
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=15, ha="right", fontsize=9)
-    ax.set_yscale("log")
-    ax.set_ylabel("latency per sample (ms, log scale)")
+    # log scale only when the models differ by orders of magnitude (e.g. classic vs LLM readouts)
+    log = max(p95) / max(min(means), 1e-9) > 20
+    if log:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    ax.set_ylabel("latency per sample (ms" + (", log scale)" if log else ")"))
     ax.set_title(f"Per-sample latency, warm-up excluded ({rows[0]['dataset']}, batched"
                  f"{' ' + str(batch[0]) if len(batch) == 1 else ''})", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3, which="both")
@@ -224,16 +238,15 @@ def _header(rows: Sequence[Mapping[str, Any]], results_dir: Path) -> list[str]:
     return lines
 
 
-def write_summary(results_dir: str | Path, reader_errors: Sequence[Mapping[str, Any]] | None = None) -> Path:
-    """Write summary.md and the plots into `results_dir` from its runs.jsonl."""
+def write_summary(results_dir: str | Path) -> Path:
+    """Write summary.md and the plots into `results_dir` from its runs.jsonl (and the samples the
+    readers skipped, from skipped_samples.json when the grid wrote one)."""
     results_dir = Path(results_dir)
     rows = dedupe(read_rows(results_dir / ROWS_FILE))
     if not rows:
         raise ValueError(f"{results_dir / ROWS_FILE}: no rows")
-    if reader_errors is not None:
-        (results_dir / SKIPPED_FILE).write_text(json.dumps(list(reader_errors), indent=2))
-    elif (results_dir / SKIPPED_FILE).is_file():
-        reader_errors = json.loads((results_dir / SKIPPED_FILE).read_text())
+    skipped_file = results_dir / SKIPPED_FILE
+    reader_errors = json.loads(skipped_file.read_text()) if skipped_file.is_file() else []
     dataset = rows[0]["dataset"]
     complete = complete_rows(rows)
     parts = _header(rows, results_dir)
@@ -241,7 +254,7 @@ def write_summary(results_dir: str | Path, reader_errors: Sequence[Mapping[str, 
         parts += ["## Complete data", "", paper_table(complete)]
         parts += ["## Efficiency", "", "_Latency: forward (discriminative, classic) or forward plus greedy "
                   "decoding (generative) per sample, batched, warm-up excluded; train wall time and peak "
-                  "memory (peak RSS on CPU, CUDA max allocated on GPU) per training run._", "",
+                  "memory (peak RSS on CPU, CUDA max allocated on GPU) per training run and per scoring pass._", "",
                   efficiency_table(complete)]
     ratios = ratio_section(rows)
     if ratios:
