@@ -120,7 +120,7 @@ def score_file(assembled: Assembled, cfg: RunConfig, samples: list[Sample], out:
     `invalid` are samples the reader already rejected: rank 0 records them in the errors file."""
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if state.is_main_process:

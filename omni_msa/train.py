@@ -140,6 +140,14 @@ def status_counts(statuses: list[str]) -> dict[str, int]:
     return {status: statuses.count(status) for status in ("ok", "unparsable", "out_of_range")}
 
 
+def _finish(accelerator: Any) -> None:
+    """Close the trackers and wait until the main process has written its files. Unlike
+    `Accelerator.end_training`, the process group stays up: scoring may follow in this process."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+    accelerator.wait_for_everyone()
+
+
 def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Train, evaluate on valid, keep the best checkpoint; resumes from `checkpoint-last`.
 
@@ -154,7 +162,8 @@ def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress:
     out_dir.mkdir(parents=True, exist_ok=True)
     opt = cfg.optim
     reset_peak_memory()
-    accelerator = Accelerator(mixed_precision=opt.mixed_precision,
+    # cpu=True without CUDA: accelerate then also joins the gloo process group of a torchrun launch
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=opt.mixed_precision,
                               log_with="tensorboard", project_dir=str(out_dir))
     train_samples, valid_samples, reader_skipped = load_samples(cfg)
     assembled = assemble(cfg)
@@ -279,7 +288,7 @@ def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress:
                 checkpoint(last_dir, None, with_state=True)
             if stop_now:
                 progress.close()
-                accelerator.end_training()
+                _finish(accelerator)
                 return {"stopped_at_step": state.global_step}
         if state.batches_done >= len(shard):
             state.epoch += 1
@@ -306,5 +315,5 @@ def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress:
     }
     if accelerator.is_main_process:
         (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
-    accelerator.end_training()
+    _finish(accelerator)
     return summary

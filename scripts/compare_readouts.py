@@ -1,7 +1,8 @@
 """Run a readout-ablation comparison grid, then write its report.
 
     python scripts/compare_readouts.py --config scripts/configs/compare_demo.yaml [key=value ...]
-    accelerate launch --cpu --num_processes 2 scripts/compare_readouts.py --config ...
+    accelerate launch --num_processes 2 scripts/compare_readouts.py --config ...      # GPUs
+    torchrun --standalone --nproc_per_node 2 scripts/compare_readouts.py --config ...  # CPU processes
 
 Rows go to <results_dir>/runs.jsonl as they are computed; finished runs are skipped when the
 grid is started again. Omni readouts run on every process (training and scoring are sharded);
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from accelerate import PartialState
 
 from omni_msa.compare.config import load_compare_config
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_compare_config(args.config, args.overrides)
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     contenders = omni_contenders(cfg)
     if cfg.classic:
         from classic_msa.contender import classic_contenders

@@ -2,7 +2,8 @@
 
     python scripts/score.py --checkpoint runs/x/checkpoint-best --manifest valid.csv --out preds.jsonl
     python scripts/score.py --backbone smollm2 --kind causal_lm --manifest valid.csv --out zs.jsonl
-    accelerate launch --cpu --num_processes 2 scripts/score.py --checkpoint ... (each process takes a shard)
+    torchrun --standalone --nproc_per_node 2 scripts/score.py --checkpoint ... (each process takes a shard;
+    on GPUs `accelerate launch --num_processes N`)
 
 Missingness: --inter-rate, --intra-rate (number or "uniform"), --keep text,audio, --missing-seed.
 Re-running with the same --out resumes. Failed samples go to <out>.errors.jsonl; metrics,

@@ -13,7 +13,6 @@ from omni_msa.compare.config import compare_config_from_dict
 from omni_msa.compare.family import EvalResult, FitInfo, SharedData
 from omni_msa.compare.grid import ROWS_FILE, read_rows, run_grid
 from omni_msa.compare.report import readout_ratios, write_summary
-from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import Sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,3 +188,28 @@ def test_demo_grid_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / "results" / "summary.md").is_file()
     main(args)                                       # everything finished: nothing is redone
     assert read_rows(tmp_path / "results" / ROWS_FILE) == rows
+
+
+def test_grid_under_two_processes(tmp_path):
+    """Two CPU processes (torchrun): omni training and scoring sharded, classic models on the main
+    process, every id scored exactly once."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(ROOT / "scripts" / "compare_readouts.py"), "--config", "scripts/configs/compare_demo.yaml",
+               f"output_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}", "data.synthetic_n=40",
+               "seeds=[0]", "eval_protocols=[{}, {keep: [text]}]", "omni.base.optim.epochs=1",
+               "omni.readouts=[discriminative]",
+               "classic=[{config: scripts/configs/mdf_synthetic.yaml, overrides: ['train.stages=[{epochs: 1}]']}]"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = read_rows(tmp_path / "results" / ROWS_FILE)
+    assert sorted((r["model"], r["eval_label"]) for r in rows) == [
+        ("discriminative", "inter=0"), ("discriminative", "keep=text"), ("mdf", "inter=0"), ("mdf", "keep=text")]
+    for row in rows:
+        if row["model"] == "discriminative":
+            ids = [json.loads(line)["id"] for line in Path(row["predictions"]).read_text().splitlines()]
+            assert len(ids) == len(set(ids)) == row["n_samples"]
+            merged = json.loads(Path(row["predictions"].replace(".jsonl", ".metrics.json")).read_text())["merge"]
+            assert merged["parts"] == [0, 1], "both processes must have scored a shard"

@@ -2,7 +2,6 @@
 job resumes without duplicates, and two accelerate processes give the single-process result."""
 
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -103,8 +102,8 @@ def test_two_accelerate_processes_score_every_id_once(checkpoint, manifest_with_
     _score(checkpoint, manifest, single, batch_size=4)
     expected = {r["id"]: r["pred"] for r in read_predictions(single)}
     out = tmp_path / "two.jsonl"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    # torchrun: `accelerate launch --cpu --num_processes 2` starts a single process (accelerate 1.16)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(ROOT / "scripts/score.py"), "--checkpoint", str(checkpoint), "--manifest", str(manifest),
                "--out", str(out), "--batch-size", "4"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -115,7 +114,10 @@ def test_two_accelerate_processes_score_every_id_once(checkpoint, manifest_with_
         assert row["pred"] == pytest.approx(expected[row["id"]], abs=1e-5)
     assert {e["id"] for e in read_predictions(tmp_path / "two.errors.jsonl")} == set(bad_ids)
     assert not list(tmp_path.glob("two.rank*"))
-    assert json.loads((tmp_path / "two.metrics.json").read_text())["n"] == len(good_ids)
+    summary = json.loads((tmp_path / "two.metrics.json").read_text())
+    assert summary["n"] == len(good_ids)
+    assert summary["merge"]["parts"] == [0, 1], "both processes must have scored a shard"
+
 
 
 def test_single_sample_scoring_from_python(checkpoint, synthetic_samples):

@@ -123,7 +123,7 @@ def test_deterministic_from_seed(generated: tuple[Path, list[Sample]], tmp_path:
 
 
 def test_other_dataset_shape(tmp_path: Path) -> None:
-    samples = make_synthetic(20, tmp_path, seed=3, dataset_shape="sims", with_media=False)
+    make_synthetic(20, tmp_path, seed=3, dataset_shape="sims", with_media=False)
     loaded = read_mmsa_pickle(tmp_path / "unaligned.pkl", dataset="sims", layout="unaligned").samples
     assert len(loaded) == 20
     for s in loaded:

@@ -20,6 +20,7 @@ from omni_msa.compare.config import CompareConfig, ReadoutSpec
 from omni_msa.compare.family import EvalResult, FitInfo, SharedData
 from omni_msa.config import RunConfig, config_from_dict
 from omni_msa.data.missing import MissingnessProtocol
+from omni_msa.data.record import DataError
 from omni_msa.scoring_io import errors_path_for, read_predictions
 
 TRAIN_SUMMARY = "train_summary.json"
@@ -43,6 +44,7 @@ class OmniReadout:
         self.raw = _merged(cfg.omni_base, spec.overrides)
         self.raw["readout"] = {**self.raw.get("readout", {}), "kind": spec.kind}
         self._loaded: tuple[str, Any, RunConfig] | None = None
+        self._zero_shot_cfg: RunConfig | None = None
 
     def settings(self) -> dict[str, Any]:
         settings = copy.deepcopy(self.raw)
@@ -66,8 +68,9 @@ class OmniReadout:
     def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:
         cfg = self.run_config(seed, train_protocol, run_dir, data)
         if self.spec.zero_shot:
+            self._zero_shot_cfg = cfg
             return FitInfo(checkpoint=None, trainable={"trainable": 0, "total": None, "share": 0.0},
-                           wall_time_s=0.0, peak_memory_mb=None, extra={"run_config": str(run_dir)})
+                           wall_time_s=0.0, peak_memory_mb=None)
         summary_path = run_dir / TRAIN_SUMMARY
         if summary_path.is_file():
             summary = json.loads(summary_path.read_text())
@@ -81,14 +84,17 @@ class OmniReadout:
                        extra={"train_steps": summary["steps"], "best_valid_mae": summary["best_valid_mae"],
                               "skipped_invalid": len(summary.get("skipped_invalid", []))})
 
-    def _scorer(self, fit: FitInfo, data: SharedData, seed_cfg: RunConfig):
+    def _scorer(self, fit: FitInfo, data: SharedData) -> tuple[Any, RunConfig]:
+        """The readout to score with: the fitted checkpoint reloaded, or the bare backbone."""
         from omni_msa.score import load_scorer, zero_shot_scorer
 
         key = fit.checkpoint or "zero-shot"
         if self._loaded is None or self._loaded[0] != key:
             self.release()
             if fit.checkpoint is None:
-                assembled, cfg = zero_shot_scorer(seed_cfg), seed_cfg
+                if self._zero_shot_cfg is None:
+                    raise RuntimeError(f"{self.name}: evaluate() before fit()")
+                assembled, cfg = zero_shot_scorer(self._zero_shot_cfg), self._zero_shot_cfg
             else:
                 assembled, cfg = load_scorer(fit.checkpoint)
             self._warm_up(assembled, data)
@@ -99,7 +105,16 @@ class OmniReadout:
         """One untimed batch, so one-off costs (lazy initialisation, allocator growth) stay out
         of the latency figures."""
         protocol = MissingnessProtocol()
-        items = [assembled.builder.prepare(s, protocol.draw(s.id)) for s in data.eval_samples[:self.eval_batch_size]]
+        items = []
+        for sample in data.eval_samples:
+            if len(items) == self.eval_batch_size:
+                break
+            try:
+                items.append(assembled.builder.prepare(sample, protocol.draw(sample.id)))
+            except DataError:     # scoring records it in the errors file; here it is only skipped
+                continue
+        if not items:
+            return
         group = items[0].group
         batch = assembled.builder.collate([i for i in items if i.group == group], padding_side="left")
         assembled.readout.predict(batch)
@@ -108,8 +123,7 @@ class OmniReadout:
                  out_path: Path) -> EvalResult | None:
         from omni_msa.score import score_file
 
-        seed_cfg = self.run_config(protocol.seed, MissingnessProtocol(), Path(out_path).parent.parent, data)
-        assembled, cfg = self._scorer(fit, data, seed_cfg)
+        assembled, cfg = self._scorer(fit, data)
         started = time.perf_counter()
         summary = score_file(assembled, cfg, data.eval_samples, out_path, protocol=protocol,
                              zero_shot=self.spec.zero_shot, batch_size=self.eval_batch_size)

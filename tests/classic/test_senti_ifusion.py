@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from omni_msa.data.missing import MissingnessProtocol
