@@ -26,6 +26,7 @@ import torch
 from omni_msa.data.mmsa import read_mmsa_pickle
 from omni_msa.data.record import MODALITIES, Sample
 from omni_msa.data.synthetic import make_synthetic
+from omni_msa.report import write_rows
 
 from classic_msa.checkpoint import write_json
 from classic_msa.config import DataConfig, RunConfig
@@ -84,7 +85,7 @@ def run_experiment(config: RunConfig, *, resume: bool = False, progress: bool = 
     rows: list[dict[str, Any]] = []
     for seed in config.seeds:
         rows += _run_seed(config, seed, splits, resume=resume, progress=progress)
-    _write_jsonl(out_dir / RESULTS_FILE, rows)
+    write_rows(out_dir / RESULTS_FILE, rows)
     return rows
 
 
@@ -129,11 +130,5 @@ def _run_seed(config: RunConfig, seed: int, splits: dict[str, list[Sample]], *, 
         "test": [{"eval_protocol": r["eval_protocol"], "eval_label": r["eval_label"], "metrics": r["metrics"]}
                  for r in rows],
     })
-    _write_jsonl(seed_dir / ROWS_FILE, rows)
+    write_rows(seed_dir / ROWS_FILE, rows)
     return rows
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    tmp.replace(path)

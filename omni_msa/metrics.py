@@ -127,6 +127,13 @@ def _pearson(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.clip(r, -1.0, 1.0))
 
 
+def latency_summary(latency_ms: Sequence[float]) -> dict[str, float]:
+    """Mean, median and 95th percentile of per-sample latencies (ms)."""
+    latency = np.asarray(latency_ms, dtype=np.float64)
+    return {"mean": float(latency.mean()), "p50": float(np.percentile(latency, 50)),
+            "p95": float(np.percentile(latency, 95))}
+
+
 def aggregate_over_seeds(runs: Sequence[Mapping[str, float]]) -> dict[str, tuple[float, float]]:
     """Mean and sample std (ddof=1) per metric over seeds; std is 0.0 for a single run.
 

@@ -55,9 +55,13 @@ def caption(dataset: str | None = None, n: str | None = None) -> str:
 # --- rows ----------------------------------------------------------------------------------
 
 def read_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """The rows of JSONL files, in order; a missing file has none, and a last line without its
+    newline (the partial write of a killed run) is not a row."""
     rows = []
-    for path in paths:
-        rows += [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    for path in map(Path, paths):
+        if path.is_file():
+            text = path.read_text()
+            rows += [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
     return rows
 
 

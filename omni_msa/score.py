@@ -25,7 +25,7 @@ from omni_msa.config import RunConfig, config_from_dict
 from omni_msa.data.batching import group_batches
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import DataError, Sample
-from omni_msa.metrics import regression_metrics
+from omni_msa.metrics import latency_summary, regression_metrics
 from omni_msa.parse import StatusCounts
 from omni_msa.scoring_io import PredictionWriter, merge_shards, part_path, read_predictions, shard_ids
 
@@ -105,11 +105,9 @@ def summarise_predictions(path: str | Path, dataset: str) -> dict[str, Any]:
         raise ValueError(f"{path}: no predictions to summarise")
     preds = np.array([r["pred"] for r in rows])
     labels = np.array([r["label"] for r in rows])
-    latency = np.array([r["latency_ms"] for r in rows])
     return {"n": len(rows), "metrics": regression_metrics(preds, labels, dataset),
             "status": StatusCounts.of(r["status"] for r in rows).as_dict(),
-            "latency_ms": {"mean": float(latency.mean()), "p50": float(np.percentile(latency, 50)),
-                           "p95": float(np.percentile(latency, 95))}}
+            "latency_ms": latency_summary([r["latency_ms"] for r in rows])}
 
 
 def score_file(assembled: Assembled, cfg: RunConfig, samples: list[Sample], out: str | Path, *,

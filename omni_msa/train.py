@@ -37,6 +37,7 @@ from omni_msa.data.record import DataError, Sample
 from omni_msa.data.synthetic import make_synthetic
 from omni_msa.inputs import PreparedSample
 from omni_msa.metrics import regression_metrics
+from omni_msa.parse import StatusCounts
 from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
 
 logger = logging.getLogger(__name__)
@@ -136,10 +137,6 @@ def process_shard(batches: list[list[int]], rank: int, world_size: int) -> list[
     return batches[rank::world_size]
 
 
-def status_counts(statuses: list[str]) -> dict[str, int]:
-    return {status: statuses.count(status) for status in ("ok", "unparsable", "out_of_range")}
-
-
 def _finish(accelerator: Any) -> None:
     """Close the trackers and wait until the main process has written its files. Unlike
     `Accelerator.end_training`, the process group stays up: scoring may follow in this process."""
@@ -226,7 +223,7 @@ def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress:
         labels = np.array([p.label for p in valid_prepared])
         metrics = regression_metrics(result["preds"], labels, cfg.data.dataset)
         row = {"step": state.global_step, "epoch": state.epoch, "split": "valid", **metrics,
-               "status_counts": status_counts(result["statuses"]),
+               "status_counts": StatusCounts.of(result["statuses"]).counts,
                "latency_ms_mean": float(np.mean(result["latency_ms"])), "eval_seconds": time.perf_counter() - start}
         state.history.append(row)
         accelerator.log({f"valid/{k}": v for k, v in metrics.items()}, step=state.global_step)

@@ -11,8 +11,9 @@ import pytest
 
 from omni_msa.compare.config import compare_config_from_dict
 from omni_msa.compare.family import EvalResult, FitInfo, SharedData
-from omni_msa.compare.grid import ROWS_FILE, read_rows, run_grid
+from omni_msa.compare.grid import ROWS_FILE, run_grid
 from omni_msa.compare.report import readout_ratios, write_summary
+from omni_msa.report import read_rows
 from omni_msa.data.record import Sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,13 +108,13 @@ def test_grid_skips_finished_runs_and_runs_only_what_is_new(tmp_path):
     a = CountingContender("a", 0.5)
     counts = run_grid(cfg, [a], shared_data())
     assert counts == {"written": 4, "skipped": 0} and a.fits == [0, 1]
-    rows = read_rows(tmp_path / "results" / ROWS_FILE)
+    rows = read_rows([tmp_path / "results" / ROWS_FILE])
     assert len(rows) == 4 and {r["seed"] for r in rows} == {0, 1}
 
     again = CountingContender("a", 0.5)
     assert run_grid(cfg, [again], shared_data()) == {"written": 0, "skipped": 4}
     assert again.fits == [] and again.evaluations == []
-    assert read_rows(tmp_path / "results" / ROWS_FILE) == rows
+    assert read_rows([tmp_path / "results" / ROWS_FILE]) == rows
 
     more = compare_config_from_dict(comparison(tmp_path, seeds=[0, 1, 2]))
     third = CountingContender("a", 0.5)
@@ -132,7 +133,7 @@ def test_a_partial_last_row_from_a_killed_run_is_redone(tmp_path):
     path.write_text("".join(lines[:-1]) + lines[-1][:40])
     rerun = CountingContender("a", 0.5)
     assert run_grid(cfg, [rerun], shared_data()) == {"written": 1, "skipped": 3}
-    assert len(read_rows(path)) == 4
+    assert len(read_rows([path])) == 4
 
 
 # --- the report is computed from the rows -------------------------------------------------
@@ -146,7 +147,7 @@ def test_report_follows_the_rows(tmp_path):
     assert "it holds here" in summary and "2.50x the discriminative one" in summary
     assert (results / "modes_mae.png").is_file() and (results / "latency.png").is_file()
 
-    rows = read_rows(results / ROWS_FILE)
+    rows = read_rows([results / ROWS_FILE])
     for row in rows:
         if row["model"] == "generative" and row["eval_label"] == "inter=0":
             row["metrics"]["mae"] = 0.6
@@ -171,7 +172,7 @@ def test_demo_grid_end_to_end(tmp_path, monkeypatch):
             "omni.readouts=[discriminative, generative_zero_shot]",
             "classic=[{config: scripts/configs/mdf_synthetic.yaml, overrides: ['train.stages=[{epochs: 2}]']}]"]
     main(args)
-    rows = read_rows(tmp_path / "results" / ROWS_FILE)
+    rows = read_rows([tmp_path / "results" / ROWS_FILE])
     assert len(rows) == 3 * 3
     by_model = {}
     for row in rows:
@@ -187,7 +188,7 @@ def test_demo_grid_end_to_end(tmp_path, monkeypatch):
     assert len(ids) == len(set(ids)) == rows[0]["n_samples"]
     assert (tmp_path / "results" / "summary.md").is_file()
     main(args)                                       # everything finished: nothing is redone
-    assert read_rows(tmp_path / "results" / ROWS_FILE) == rows
+    assert read_rows([tmp_path / "results" / ROWS_FILE]) == rows
 
 
 def test_grid_under_two_processes(tmp_path):
@@ -204,7 +205,7 @@ def test_grid_under_two_processes(tmp_path):
                "classic=[{config: scripts/configs/mdf_synthetic.yaml, overrides: ['train.stages=[{epochs: 1}]']}]"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = read_rows(tmp_path / "results" / ROWS_FILE)
+    rows = read_rows([tmp_path / "results" / ROWS_FILE])
     assert sorted((r["model"], r["eval_label"]) for r in rows) == [
         ("discriminative", "inter=0"), ("discriminative", "keep=text"), ("mdf", "inter=0"), ("mdf", "keep=text")]
     for row in rows:

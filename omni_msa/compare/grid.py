@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from omni_msa.compare.config import CompareConfig
 from omni_msa.compare.family import Contender, EvalResult, FitInfo, SharedData
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.synthetic import make_synthetic
-from omni_msa.metrics import regression_metrics
+from omni_msa.metrics import latency_summary, regression_metrics
+from omni_msa.parse import StatusCounts
+from omni_msa.report import read_rows
 from omni_msa.resources import peak_memory_mb, reset_peak_memory
 
 logger = logging.getLogger(__name__)
@@ -76,15 +77,10 @@ def prepare_data(cfg: CompareConfig, *, multimodal: bool) -> SharedData:
                       media_cache_dir=str(out / "media_cache"), reader_errors=unique_errors)
 
 
-def latency_stats(latency_ms: np.ndarray) -> dict[str, float]:
-    return {"mean": float(np.mean(latency_ms)), "p50": float(np.percentile(latency_ms, 50)),
-            "p95": float(np.percentile(latency_ms, 95))}
-
-
 def make_row(cfg: CompareConfig, contender: Contender, key: str, seed: int, train: MissingnessProtocol,
              evaluation: MissingnessProtocol, fit: FitInfo, result: EvalResult) -> dict[str, Any]:
     statuses = result.statuses
-    latency = latency_stats(result.latency_ms)
+    latency = latency_summary(result.latency_ms)
     return {
         "run_key": key,
         "model": contender.name,
@@ -98,8 +94,7 @@ def make_row(cfg: CompareConfig, contender: Contender, key: str, seed: int, trai
         "metrics": regression_metrics(result.preds, result.labels, cfg.dataset),
         "n_samples": len(result.ids),
         "n_errors": result.errors,
-        "status_counts": ({s: statuses.count(s) for s in ("ok", "unparsable", "out_of_range")}
-                          if statuses is not None else None),
+        "status_counts": StatusCounts.of(statuses).counts if statuses is not None else None,
         "latency_ms": latency,
         "eval_batch_size": cfg.eval_batch_size,
         "throughput_sps": 1000.0 / latency["mean"] if latency["mean"] > 0 else None,
@@ -116,16 +111,6 @@ def make_row(cfg: CompareConfig, contender: Contender, key: str, seed: int, trai
     }
 
 
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a rows file; a last line without its newline (a killed write) is ignored."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    text = path.read_text()
-    complete = text[:text.rfind("\n") + 1]
-    return [json.loads(line) for line in complete.splitlines() if line.strip()]
-
-
 def append_row(path: Path, row: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text() if path.is_file() else ""
@@ -140,7 +125,7 @@ def run_grid(cfg: CompareConfig, contenders: Sequence[Contender], data: SharedDa
     """Fit and evaluate every (contender, training protocol, seed) whose rows are missing.
     Returns counts of rows written and skipped."""
     rows_path = Path(cfg.results_dir) / ROWS_FILE
-    done = {row["run_key"] for row in read_rows(rows_path)}
+    done = {row["run_key"] for row in read_rows([rows_path])}
     counts = {"written": 0, "skipped": 0}
     for contender in contenders:
         for train_spec in cfg.train_protocols:

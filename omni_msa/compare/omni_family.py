@@ -131,7 +131,7 @@ class OmniReadout:
             return None
         rows = read_predictions(out_path)
         errors_file = errors_path_for(out_path)
-        errors = sum(1 for line in errors_file.read_text().splitlines() if line.strip()) if errors_file.is_file() else 0
+        errors = len(read_predictions(errors_file)) if errors_file.is_file() else 0
         return EvalResult(ids=[r["id"] for r in rows], labels=np.array([r["label"] for r in rows]),
                           preds=np.array([r["pred"] for r in rows]),
                           latency_ms=np.array([r["latency_ms"] for r in rows]),

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from omni_msa.compare.grid import ROWS_FILE, read_rows
-from omni_msa.report import _pyplot, aggregate, caption, dedupe, protocol_kind, write_report
+from omni_msa.compare.grid import ROWS_FILE
+from omni_msa.report import _pyplot, aggregate, caption, dedupe, protocol_kind, read_rows, write_report
 
 SKIPPED_FILE = "skipped_samples.json"
 PAPER_COLUMNS = {
@@ -242,7 +242,7 @@ def write_summary(results_dir: str | Path) -> Path:
     """Write summary.md and the plots into `results_dir` from its runs.jsonl (and the samples the
     readers skipped, from skipped_samples.json when the grid wrote one)."""
     results_dir = Path(results_dir)
-    rows = dedupe(read_rows(results_dir / ROWS_FILE))
+    rows = dedupe(read_rows([results_dir / ROWS_FILE]))
     if not rows:
         raise ValueError(f"{results_dir / ROWS_FILE}: no rows")
     skipped_file = results_dir / SKIPPED_FILE
