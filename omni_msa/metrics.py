@@ -17,12 +17,6 @@ from sklearn.metrics import f1_score
 
 logger = logging.getLogger(__name__)
 
-METRIC_KEYS: dict[str, tuple[str, ...]] = {
-    "mosi": ("mae", "corr", "acc7", "acc5", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0"),
-    "mosei": ("mae", "corr", "acc7", "acc5", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0"),
-    "sims": ("mae", "corr", "acc2", "acc3", "acc5", "f1"),
-}
-
 # SIMS class edges: the first bin is [-1, e0], every later bin (e_{i-1}, e_i]; values are
 # already clipped to [-1, 1].
 _SIMS_EDGES: dict[str, tuple[float, ...]] = {
@@ -31,22 +25,22 @@ _SIMS_EDGES: dict[str, tuple[float, ...]] = {
     "acc5": (-0.7, -0.1, 0.1, 0.7),
 }
 
-_LABELS = {
-    "mae": "MAE", "corr": "Corr", "acc7": "Acc-7", "acc5": "Acc-5", "acc3": "Acc-3",
-    "acc2": "Acc-2", "f1": "F1", "acc2_has0": "Acc-2 has0", "f1_has0": "F1 has0",
-    "acc2_non0": "Acc-2 non0", "f1_non0": "F1 non0",
-}
+MOSI_LABELS = {"mae": "MAE", "corr": "Corr", "acc7": "Acc-7", "acc5": "Acc-5", "acc2_has0": "Acc-2 has0",
+               "f1_has0": "F1 has0", "acc2_non0": "Acc-2 non0", "f1_non0": "F1 non0"}
+SIMS_LABELS = {"mae": "MAE", "corr": "Corr", "acc2": "Acc-2", "acc3": "Acc-3", "acc5": "Acc-5", "f1": "F1"}
 
 
 def regression_metrics(preds: ArrayLike, labels: ArrayLike, dataset: str) -> dict[str, float]:
-    """MMSA's regression metrics for `dataset` ("mosi", "mosei" or "sims").
+    """The regression metrics of `dataset` (its spec in `omni_msa.datasets`; MMSA's for "mosi",
+    "mosei" and "sims").
 
     Inputs are flattened. Returns unrounded python floats, accuracies and F1 as fractions.
     `corr` is nan (with a logged warning) when predictions or labels are constant; for
     MOSI/MOSEI `acc2_non0`/`f1_non0` are nan (with a logged warning) when every label is 0.
     """
-    if dataset not in METRIC_KEYS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(METRIC_KEYS)}")
+    from omni_msa.datasets import get_dataset
+
+    spec = get_dataset(dataset)
     p = np.asarray(preds, dtype=np.float64).reshape(-1)
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     if p.size == 0 or y.size == 0:
@@ -58,12 +52,10 @@ def regression_metrics(preds: ArrayLike, labels: ArrayLike, dataset: str) -> dic
         if bad.size:
             raise ValueError(f"{bad.size} non-finite {name} (first at index {bad[0]}: "
                              f"{values[bad[0]]})")
-    if dataset == "sims":
-        return _sims_metrics(p, y)
-    return _mosi_metrics(p, y)
+    return spec.metrics(p, y)
 
 
-def _mosi_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def mosi_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     out = {
         "mae": float(np.mean(np.abs(p - y))),
         "corr": _pearson(p, y),
@@ -83,7 +75,7 @@ def _mosi_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _sims_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def sims_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     p, y = np.clip(p, -1.0, 1.0), np.clip(y, -1.0, 1.0)
     classes = {key: (_sims_bin(p, edges), _sims_bin(y, edges))
                for key, edges in _SIMS_EDGES.items()}
@@ -168,19 +160,20 @@ def format_metrics(metrics: Mapping[str, float | tuple[float, float]], dataset: 
     Takes `regression_metrics` output or `aggregate_over_seeds` output (shown as mean +- std).
     Only the dataset's metric keys are shown, in the spec's order; other keys are not printed.
     """
-    if dataset not in METRIC_KEYS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(METRIC_KEYS)}")
-    missing = [key for key in METRIC_KEYS[dataset] if key not in metrics]
+    from omni_msa.datasets import get_dataset
+
+    spec = get_dataset(dataset)
+    missing = [key for key in spec.metric_keys if key not in metrics]
     if missing:
         raise ValueError(f"metrics for {dataset!r} lack {missing}")
     parts = []
-    for key in METRIC_KEYS[dataset]:
+    for key in spec.metric_keys:
         value = metrics[key]
-        scale, digits = (1.0, 4) if key in ("mae", "corr") else (100.0, 2)
+        scale, digits = (1.0, 4) if key in spec.raw_metrics else (100.0, 2)
         if isinstance(value, tuple):
             mean, std = value
             text = f"{scale * mean:.{digits}f} +- {scale * std:.{digits}f}"
         else:
             text = f"{scale * value:.{digits}f}"
-        parts.append(f"{_LABELS[key]} {text}")
+        parts.append(f"{spec.label(key)} {text}")
     return f"[{dataset}: Acc/F1 in %, MAE/Corr raw] " + " | ".join(parts)

@@ -74,7 +74,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from omni_msa.backbone import THINKER_SKIP_MODULES, LoraSettings, apply_lora, trainable_report, unwrap
+from omni_msa.backbone import LoraSettings, apply_lora, trainable_report, unwrap
+from omni_msa.backbones import get_backbone
+from omni_msa.readouts import get_readout
 
 GIB = 1024**3
 NF4_BYTES_PER_WEIGHT = 0.5 + 1 / 64 + 4 / (64 * 256)
@@ -102,12 +104,15 @@ def build_meta_thinker(config: Any) -> nn.Module:
         return Qwen2_5OmniThinkerForConditionalGeneration(config)
 
 
+THINKER = get_backbone("qwen2_5_omni_thinker")
+
+
 def quantized_weight_count(model: nn.Module) -> int:
     """Weights bitsandbytes stores in 4 bits: ``nn.Linear`` weights outside the skip list."""
     return sum(
         module.weight.numel()
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and not name.startswith(THINKER_SKIP_MODULES)
+        if isinstance(module, nn.Linear) and not name.startswith(THINKER.never_quantized)
     )
 
 
@@ -151,7 +156,7 @@ def count_parameters(config: Any, lora: LoraSettings, head_outputs: int = 1) -> 
     quantized = quantized_weight_count(model)
     from peft.tuners.lora import LoraLayer
 
-    peft_model = apply_lora(model, lora)
+    peft_model = apply_lora(model, lora, THINKER)
     by_component = dict.fromkeys(("language_model", "audio_tower", "visual"), 0)
     for name, param in unwrap(peft_model).named_parameters():
         if param.requires_grad:  # LoRA weights only: peft froze the rest
@@ -184,7 +189,7 @@ class Workload:
     frame_width: int = 644
     audio_seconds: float = 0.0
     gradient_checkpointing: bool = True
-    readout: Literal["discriminative", "generative"] = "discriminative"
+    readout: str = "discriminative"   # a registered readout
 
 
 def visual_tokens(frames: int, height: int, width: int, vision: Any) -> int:
@@ -271,7 +276,7 @@ def estimate_memory(config: Any, counts: ParamCounts, lora: LoraSettings, work: 
         activations = layers * BF16 * text.hidden_size * tokens + 2 * per_layer * tokens
     else:
         activations = (layers + 1) * per_layer * tokens
-    logits = tokens * text.vocab_size * 10 if work.readout == "generative" else 0
+    logits = tokens * text.vocab_size * 10 if get_readout(work.readout).uses_lm_head else 0
     return MemoryEstimate(
         sequence_length=seq,
         quantized_weights=counts.quantized * NF4_BYTES_PER_WEIGHT,

@@ -23,7 +23,8 @@ from typing import Any
 
 from omni_msa.data.missing import modality_set_name
 from omni_msa.data.record import MODALITIES
-from omni_msa.metrics import METRIC_KEYS, aggregate_over_seeds
+from omni_msa.datasets import get_dataset
+from omni_msa.metrics import aggregate_over_seeds
 
 LABELS = {
     "mae": "MAE", "corr": "Corr", "acc7": "Acc-7", "acc5": "Acc-5", "acc3": "Acc-3",
@@ -147,7 +148,7 @@ def metrics_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] | No
     if not rows:
         raise ValueError("no rows")
     dataset = _dataset(rows)
-    metrics = list(metrics or METRIC_KEYS[dataset])
+    metrics = list(metrics or get_dataset(dataset).metric_keys)
     groups = aggregate(rows)
     head = ["Model", "Protocol", "n"] + [metric_axis_label(k) for k in metrics]
     lines = []

@@ -8,7 +8,6 @@ reason, and rank 0 merges the parts so every id appears exactly once.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import replace
 import json
 import logging
 import time
@@ -19,7 +18,6 @@ import numpy as np
 import torch
 
 from omni_msa.assemble import Assembled, assemble
-from omni_msa.backbone import trainable_report
 from omni_msa.checkpoint import load_weights, read_config
 from omni_msa.config import RunConfig, config_from_dict
 from omni_msa.data.batching import group_batches
@@ -27,6 +25,7 @@ from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import DataError, Sample
 from omni_msa.metrics import latency_summary, regression_metrics
 from omni_msa.parse import StatusCounts
+from omni_msa.readouts import get_readout, readout_names
 from omni_msa.scoring_io import PredictionWriter, merge_shards, part_path, read_predictions, shard_ids
 
 logger = logging.getLogger(__name__)
@@ -44,17 +43,16 @@ def load_scorer(checkpoint: str | Path) -> tuple[Assembled, RunConfig]:
 
 
 def zero_shot_scorer(cfg: RunConfig) -> Assembled:
-    """A generative readout on the bare backbone: no LoRA, no training."""
-    if cfg.readout.kind != "generative":
-        raise ValueError("zero-shot scoring needs the generative readout (a regression head must be trained)")
-    assembled = assemble(cfg, with_lora=False)
-    assembled.readout.requires_grad_(False)
-    assembled.readout.eval()
-    return replace(assembled, trainable=trainable_report(assembled.readout))
+    """A readout that is never trained (zero-shot), on the bare backbone."""
+    if cfg.readout.entry.trained:
+        untrained = [name for name in readout_names() if not get_readout(name).trained]
+        raise ValueError(f"readout {cfg.readout.kind!r} must be trained before it can score; "
+                         f"zero-shot readouts: {untrained}")
+    return assemble(cfg)
 
 
 def readout_name(cfg: RunConfig, zero_shot: bool) -> str:
-    return "generative_zero_shot" if zero_shot else cfg.readout.kind
+    return cfg.readout.kind
 
 
 def score_shard(assembled: Assembled, samples: list[Sample], protocol: MissingnessProtocol, writer: PredictionWriter,

@@ -26,7 +26,8 @@ from omni_msa.backbone import BackboneConfig, decoder_of
 from omni_msa.config import DataSettings, RunConfig
 from omni_msa.data.manifest import read_manifest
 from omni_msa.data.missing import MissingnessProtocol
-from omni_msa.readouts import GenerativeReadout, ReadoutSettings
+from omni_msa.readouts import ReadoutSettings
+from omni_msa.readouts.generative import GenerativeReadout
 
 
 def median_ms(fn, batches, repeats: int) -> float:

@@ -130,7 +130,7 @@ def test_kbit_preparation_freezes_without_upcasting(tiny_dir: str) -> None:
 
 def test_lora_lands_only_on_language_model_linears(tiny_dir: str) -> None:
     model, _ = thinker(tiny_dir, quantization="4bit")
-    peft_model = apply_lora(model, LoraSettings(r=4))
+    peft_model = apply_lora(model, LoraSettings(r=4), "qwen2_5_omni_thinker")
     adapted = {name.split(".lora_")[0].removeprefix("base_model.model.") for name, _ in peft_model.named_parameters() if ".lora_" in name}
     assert len(adapted) == 14 and all(LM_PROJECTION.fullmatch(name) for name in adapted)
     trainable = [name for name, p in peft_model.named_parameters() if p.requires_grad]
@@ -139,7 +139,7 @@ def test_lora_lands_only_on_language_model_linears(tiny_dir: str) -> None:
 
 def test_a_plain_target_list_would_also_hit_the_encoders(tiny_dir: str) -> None:
     names = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    peft_model = apply_lora(thinker(tiny_dir)[0], LoraSettings(r=4, target_modules=names))
+    peft_model = apply_lora(thinker(tiny_dir)[0], LoraSettings(r=4, target_modules=names), "qwen2_5_omni_thinker")
     lora_names = [name for name, _ in peft_model.named_parameters() if ".lora_" in name]
     assert any(".audio_tower." in name for name in lora_names)
     assert any(".visual." in name for name in lora_names)
@@ -154,7 +154,7 @@ def test_encoders_frozen_by_default(tiny_dir: str) -> None:
 
 
 def test_trainable_report_counts_4bit_weights_as_logical_elements(tiny_dir: str) -> None:
-    peft_model = apply_lora(thinker(tiny_dir, quantization="4bit")[0], LoraSettings(r=4))
+    peft_model = apply_lora(thinker(tiny_dir, quantization="4bit")[0], LoraSettings(r=4), "qwen2_5_omni_thinker")
     packed_sizes = {}
     for module in peft_model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
@@ -174,7 +174,7 @@ def test_trainable_report_counts_4bit_weights_as_logical_elements(tiny_dir: str)
 
 def test_decoder_gives_the_last_hidden_state_without_the_lm_head(tiny_dir: str) -> None:
     model, processor = thinker(tiny_dir)
-    peft_model = apply_lora(model, LoraSettings(r=4))
+    peft_model = apply_lora(model, LoraSettings(r=4), "qwen2_5_omni_thinker")
     peft_model.eval()
     calls = []
     model.lm_head.register_forward_hook(lambda *_: calls.append(1))
@@ -192,7 +192,7 @@ def test_decoder_gives_the_last_hidden_state_without_the_lm_head(tiny_dir: str) 
 
 def test_4bit_lora_training_step_with_checkpointing(tiny_dir: str) -> None:
     model, processor = thinker(tiny_dir, quantization="4bit", compute_dtype="bfloat16", gradient_checkpointing=True)
-    peft_model = apply_lora(model, LoraSettings(r=4, dropout=0.0))
+    peft_model = apply_lora(model, LoraSettings(r=4, dropout=0.0), "qwen2_5_omni_thinker")
     peft_model.train()
     inputs = multimodal_batch(processor)
     hidden = decoder_of(peft_model)(**inputs).last_hidden_state
@@ -208,7 +208,7 @@ def test_config_validation() -> None:
     assert resolve_dtype("auto") == (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
     with pytest.raises(ValueError, match="re-quantized"):
         BackboneConfig("m.gguf", kind="causal_lm", quantization="4bit")
-    with pytest.raises(ValueError, match="causal_lm"):
+    with pytest.raises(ValueError, match="cannot load a GGUF"):
         BackboneConfig("dir", gguf_file="m.gguf")
     with pytest.raises(ValueError, match="compute_dtype"):
         BackboneConfig("dir", compute_dtype="int8")
@@ -222,7 +222,7 @@ SMOLLM2 = find_smollm2_gguf()
 def test_smollm2_gguf_loads_as_a_causal_lm() -> None:
     model, tokenizer = load_backbone(BackboneConfig(str(SMOLLM2), kind="causal_lm"))
     assert type(model).__name__ == "LlamaForCausalLM" and tokenizer.pad_token is not None
-    peft_model = apply_lora(model, LoraSettings(r=16))
+    peft_model = apply_lora(model, LoraSettings(r=16), "causal_lm")
     adapted = {name.split(".lora_")[0] for name, _ in peft_model.named_parameters() if ".lora_" in name}
     assert len(adapted) == 7 * model.config.num_hidden_layers
     assert trainable_report(peft_model)["trainable"] == 4_884_480  # 3.5% of 139.4 M

@@ -46,7 +46,7 @@ def tiny_4bit(tmp_path_factory: pytest.TempPathFactory) -> nn.Module:
 def test_plan_on_the_tiny_config_equals_the_real_tiny_model() -> None:
     lora = LoraSettings(r=4)
     planned = count_parameters(tiny_thinker_config(), lora)
-    peft_model = apply_lora(build_tiny_thinker(), lora)
+    peft_model = apply_lora(build_tiny_thinker(), lora, "qwen2_5_omni_thinker")
     head = nn.Linear(input_embedding_dim(peft_model), 1)
     head_params = sum(p.numel() for p in head.parameters())
     real = trainable_report(peft_model)
@@ -62,7 +62,7 @@ def test_planned_quantized_weights_are_those_bitsandbytes_quantizes(tiny_4bit: n
 
 def test_activation_formula_matches_what_autograd_keeps(tiny_4bit: nn.Module) -> None:
     lora = LoraSettings(r=4, dropout=0.0)  # dropout masks differ between CPU (4 bytes) and CUDA (1)
-    peft_model = apply_lora(tiny_4bit, lora)
+    peft_model = apply_lora(tiny_4bit, lora, "qwen2_5_omni_thinker")
     peft_model.train()
     batch, seq = 2, 256
     input_ids = torch.randint(10, 266, (batch, seq), generator=torch.Generator().manual_seed(0))

@@ -133,7 +133,7 @@ def test_single_sample_scoring_from_python(checkpoint, synthetic_samples):
 def test_zero_shot_generative_scoring_counts_parse_statuses(tiny_thinker_dir, synthetic_samples, tmp_path):
     from omni_msa.score import zero_shot_scorer
 
-    cfg = tiny_run_config(tiny_thinker_dir, tmp_path, readout="generative")
+    cfg = tiny_run_config(tiny_thinker_dir, tmp_path, readout="generative_zero_shot")
     assembled = zero_shot_scorer(cfg)
     assert assembled.trainable["trainable"] == 0, "zero-shot scoring trains nothing and adds no LoRA"
     summary = score_file(assembled, cfg, synthetic_samples[:6], tmp_path / "zs.jsonl",

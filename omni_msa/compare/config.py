@@ -29,9 +29,9 @@ from typing import Any
 
 from omni_msa.data.missing import MissingnessProtocol, expand_protocols
 from omni_msa.data.record import label_range
+from omni_msa.readouts import get_readout
 from omni_msa.yaml_config import load_yaml_config
 
-READOUTS = ("discriminative", "generative", "generative_zero_shot")
 # Sections the harness sets itself for every run.
 HARNESS_SECTIONS = ("output_dir", "data", "train_missing", "eval_missing", "media_cache_dir")
 # What one readout may change without breaking the control.
@@ -45,12 +45,13 @@ class ReadoutSpec:
 
     @property
     def kind(self) -> str:
-        """The readout module behind the name: zero-shot is the generative readout untrained."""
-        return "discriminative" if self.name == "discriminative" else "generative"
+        """The registered readout (`omni_msa.readouts`) the name stands for."""
+        return self.name
 
     @property
     def zero_shot(self) -> bool:
-        return self.name == "generative_zero_shot"
+        """Scored on the bare backbone, never trained."""
+        return not get_readout(self.name).trained
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,7 @@ class CompareConfig:
 
 def check_readout_overrides(readout: ReadoutSpec) -> None:
     """Refuse overrides that would make the comparison uncontrolled."""
-    if readout.name not in READOUTS:
-        raise ValueError(f"unknown readout {readout.name!r}; expected one of {READOUTS}")
+    get_readout(readout.name)
     for section, value in readout.overrides.items():
         where = f"readout {readout.name!r} overrides `{section}`"
         if section in ("backbone", "lora"):

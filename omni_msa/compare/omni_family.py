@@ -21,6 +21,7 @@ from omni_msa.compare.family import EvalResult, FitInfo, SharedData
 from omni_msa.config import RunConfig, config_from_dict
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import DataError
+from omni_msa.readouts import get_readout
 from omni_msa.scoring_io import errors_path_for, read_predictions
 
 TRAIN_SUMMARY = "train_summary.json"
@@ -135,7 +136,7 @@ class OmniReadout:
         return EvalResult(ids=[r["id"] for r in rows], labels=np.array([r["label"] for r in rows]),
                           preds=np.array([r["pred"] for r in rows]),
                           latency_ms=np.array([r["latency_ms"] for r in rows]),
-                          statuses=[r["status"] for r in rows] if self.spec.kind == "generative" else None,
+                          statuses=[r["status"] for r in rows] if get_readout(self.spec.kind).parsed else None,
                           errors=errors, predictions=str(out_path), eval_time_s=time.perf_counter() - started)
 
     def release(self) -> None:

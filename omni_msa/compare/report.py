@@ -18,21 +18,10 @@ from typing import Any
 import numpy as np
 
 from omni_msa.compare.grid import ROWS_FILE
+from omni_msa.datasets import get_dataset
 from omni_msa.report import _pyplot, aggregate, caption, dedupe, protocol_kind, read_rows, write_report
 
 SKIPPED_FILE = "skipped_samples.json"
-PAPER_COLUMNS = {
-    "mosi": [("MAE", ("mae",)), ("Corr", ("corr",)), ("Acc-7", ("acc7",)), ("Acc-5", ("acc5",)),
-             ("Acc-2 has0 / non0", ("acc2_has0", "acc2_non0")), ("F1 has0 / non0", ("f1_has0", "f1_non0"))],
-    "sims": [("MAE", ("mae",)), ("Corr", ("corr",)), ("Acc-2", ("acc2",)), ("Acc-3", ("acc3",)),
-             ("Acc-5", ("acc5",)), ("F1", ("f1",))],
-}
-CURVE_METRICS = {"mosi": ("mae", "acc5", "f1_non0"), "sims": ("mae", "acc5", "f1")}
-
-
-def _family(dataset: str) -> str:
-    return "sims" if dataset == "sims" else "mosi"
-
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     values = np.asarray([v for v in values if v is not None], dtype=np.float64)
@@ -58,7 +47,8 @@ def models(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def paper_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """One line per model on complete data, the columns of the MSA papers' tables."""
     dataset = rows[0]["dataset"]
-    columns = PAPER_COLUMNS[_family(dataset)]
+    spec = get_dataset(dataset)
+    columns = spec.paper_columns
     groups = aggregate(rows, by=("model",))
     lines = [f"_{caption(dataset)}_", "", "| Model | n | " + " | ".join(c for c, _ in columns) + " |",
              "|---|---:|" + "---:|" * len(columns)]
@@ -68,7 +58,7 @@ def paper_table(rows: Sequence[Mapping[str, Any]]) -> str:
             parts = []
             for key in keys:
                 mean, std = group["metrics"][key]
-                raw = key in ("mae", "corr")
+                raw = key in spec.raw_metrics
                 parts.append(_pm(mean, std, 3 if raw else 1, 1.0 if raw else 100.0))
             cells.append(" / ".join(parts))
         lines.append(f"| {model} | {group['n']} | " + " | ".join(cells) + " |")
@@ -262,7 +252,7 @@ def write_summary(results_dir: str | Path) -> Path:
     statuses = status_section(rows)
     if statuses:
         parts += ["## Generative answers: parse statuses", "", statuses]
-    report = write_report(rows, results_dir, metrics=CURVE_METRICS[_family(dataset)])
+    report = write_report(rows, results_dir, metrics=get_dataset(dataset).curve_metrics)
     plots = report["plots"] + [plot_latency(complete or rows, results_dir / "latency.png")]
     parts += ["## Under missing modalities", "", report["markdown"]]
     parts += ["## Plots", ""] + [f"- `{p.name}`" for p in plots] + [""]

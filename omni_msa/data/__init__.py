@@ -4,7 +4,6 @@ Importing it must stay light: no torch or transformers at module top.
 """
 
 from omni_msa.data.record import (
-    LABEL_RANGES,
     MODALITIES,
     SPLITS,
     DataError,
@@ -12,4 +11,4 @@ from omni_msa.data.record import (
     Sample,
 )
 
-__all__ = ["LABEL_RANGES", "MODALITIES", "SPLITS", "DataError", "LoadResult", "Sample"]
+__all__ = ["MODALITIES", "SPLITS", "DataError", "LoadResult", "Sample"]

@@ -9,11 +9,6 @@ import numpy as np
 
 MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-LABEL_RANGES: dict[str, tuple[float, float]] = {
-    "mosi": (-3.0, 3.0),
-    "mosei": (-3.0, 3.0),
-    "sims": (-1.0, 1.0),
-}
 
 
 class DataError(ValueError):
@@ -82,10 +77,10 @@ def check_label(label: object, *, dataset: str, sample_id: str, source: str | Pa
 
 
 def label_range(dataset: str) -> tuple[float, float]:
-    try:
-        return LABEL_RANGES[dataset]
-    except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(LABEL_RANGES)}") from None
+    """The label range of a registered dataset (`omni_msa.datasets`); unknown names are an error."""
+    from omni_msa.datasets import get_dataset
+
+    return get_dataset(dataset).label_range
 
 
 def check_text(text: object, *, sample_id: str, source: str | Path | None = None) -> str:

@@ -1,0 +1,20 @@
+"""Backbone specs: one module per model family in this package, each registering its spec.
+
+A spec says how to load the model and its processor, where LoRA goes by default, which module
+prefixes bitsandbytes must never quantize, which prefixes are (frozen) media encoders, and
+whether the backbone reads media. `omni_msa.backbone` loads any registered spec the same way;
+a new backbone is one module here (or a `register_backbone` call in the user's code).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from omni_msa.backbones.base import BackboneSpec, backbone_names, get_backbone, register_backbone
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["BackboneSpec", "backbone_names", "get_backbone", "register_backbone"]
