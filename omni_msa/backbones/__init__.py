@@ -8,13 +8,6 @@ a new backbone is one module here (or a `register_backbone` call in the user's c
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from omni_msa.backbones.base import BackboneSpec, backbone_names, get_backbone, register_backbone
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["BackboneSpec", "backbone_names", "get_backbone", "register_backbone"]

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from omni_msa.registry import Registry
+
 # A decoder layer's attention and MLP projections, the default LoRA targets of a decoder.
 DECODER_PROJECTIONS = r"(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
 
@@ -50,22 +52,16 @@ class BackboneSpec:
         return getattr(importlib.import_module(module), name)
 
 
-_REGISTRY: dict[str, BackboneSpec] = {}
+BACKBONES: Registry[BackboneSpec] = Registry("backbone kind", "omni_msa.backbones")
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    if spec.kind in _REGISTRY and _REGISTRY[spec.kind] is not spec:
-        raise ValueError(f"backbone {spec.kind!r} is registered already")
-    _REGISTRY[spec.kind] = spec
-    return spec
+    return BACKBONES.register(spec.kind, spec)
 
 
 def get_backbone(kind: str) -> BackboneSpec:
-    try:
-        return _REGISTRY[kind]
-    except KeyError:
-        raise ValueError(f"unknown backbone kind {kind!r}; known: {backbone_names()}") from None
+    return BACKBONES.get(kind)
 
 
 def backbone_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return BACKBONES.names()

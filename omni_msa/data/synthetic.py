@@ -25,6 +25,7 @@ from omni_msa.data.manifest import write_manifest
 from omni_msa.data.media import write_mp4, write_wav
 from omni_msa.data.mmsa import feature_shapes, write_mmsa_pickle
 from omni_msa.data.record import SPLITS, Sample, label_range
+from omni_msa.datasets import get_dataset
 
 SAMPLE_RATE = 16000
 FPS = 10
@@ -101,7 +102,7 @@ def make_synthetic(n: int, out_dir: str | Path, *, seed: int = 0, dataset_shape:
         for clip in range(1, count + 1):
             sample, wave, frames = _draw_sample(np.random.default_rng([seed, 3, video, clip]),
                                                 f"{video_id}$_${clip}", split, speaker, shapes, high,
-                                                unimodal_labels=dataset_shape == "sims")
+                                                unimodal_labels=get_dataset(dataset_shape).unimodal_labels)
             if with_media:
                 stem = out_dir / "media" / video_id / str(clip)
                 stem.parent.mkdir(parents=True, exist_ok=True)

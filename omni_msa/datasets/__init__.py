@@ -9,13 +9,6 @@ Light: numpy and scikit-learn only, no torch.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from omni_msa.datasets.base import DatasetSpec, dataset_names, get_dataset, register_dataset
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["DatasetSpec", "dataset_names", "get_dataset", "register_dataset"]

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from omni_msa.registry import Registry
+
 MetricFunction = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
 
@@ -29,6 +31,8 @@ class DatasetSpec:
     selection_metric: str = "mae"
     lower_is_better: bool = True
     default_feature_sets: tuple[str, ...] = ()
+    # per-modality labels (text, audio, vision) beside the multimodal one, as CH-SIMS has
+    unimodal_labels: bool = False
     # display names of metric keys (the key itself where absent)
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -51,23 +55,16 @@ class DatasetSpec:
         return value < best if self.lower_is_better else value > best
 
 
-_REGISTRY: dict[str, DatasetSpec] = {}
+DATASETS: Registry[DatasetSpec] = Registry("dataset", "omni_msa.datasets")
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    """Add a dataset; a second spec under a registered name is refused."""
-    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
-        raise ValueError(f"dataset {spec.name!r} is registered already")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return DATASETS.register(spec.name, spec)
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; known: {dataset_names()}") from None
+    return DATASETS.get(name)
 
 
 def dataset_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return DATASETS.names()

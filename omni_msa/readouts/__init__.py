@@ -7,9 +7,6 @@ in the user's code.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from omni_msa.readouts.base import (
     Predictions,
     ReadoutContext,
@@ -19,10 +16,6 @@ from omni_msa.readouts.base import (
     readout_names,
     register_readout,
 )
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["Predictions", "ReadoutContext", "ReadoutEntry", "ReadoutSettings", "get_readout", "readout_names",
            "register_readout"]

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from omni_msa.registry import Registry
+
 
 @dataclass(frozen=True)
 class ReadoutSettings:
@@ -64,7 +66,7 @@ class ReadoutEntry:
     uses_lm_head: bool = False    # computes vocabulary logits (the dry-run memory plan counts them)
 
 
-_REGISTRY: dict[str, ReadoutEntry] = {}
+READOUTS: Registry[ReadoutEntry] = Registry("readout", "omni_msa.readouts")
 
 
 def register_readout(name: str, **flags: bool) -> Callable[[Callable[[ReadoutContext], nn.Module]],
@@ -72,19 +74,14 @@ def register_readout(name: str, **flags: bool) -> Callable[[Callable[[ReadoutCon
     """Decorator registering a builder `ReadoutContext -> readout module` under `name`, with the
     `ReadoutEntry` flags (`trained`, `with_answers`, `parsed`, `uses_lm_head`)."""
     def decorate(build: Callable[[ReadoutContext], nn.Module]) -> Callable[[ReadoutContext], nn.Module]:
-        if name in _REGISTRY and _REGISTRY[name].build is not build:
-            raise ValueError(f"readout {name!r} is registered already")
-        _REGISTRY[name] = ReadoutEntry(name=name, build=build, **flags)
+        READOUTS.register(name, ReadoutEntry(name=name, build=build, **flags))
         return build
     return decorate
 
 
 def get_readout(name: str) -> ReadoutEntry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown readout {name!r}; known: {readout_names()}") from None
+    return READOUTS.get(name)
 
 
 def readout_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return READOUTS.names()

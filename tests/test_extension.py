@@ -1,0 +1,162 @@
+"""Extension without library edits: a readout, a backbone spec and a dataset spec defined in this
+file run through training, scoring, the comparison grid and the report.
+
+The backbone is a tiny `LlamaForCausalLM` (neither shipped spec's model class), the readout mean-
+pools the decoder's hidden states, and the dataset has labels in [0, 4] and metric keys of its
+own (`rmse`, `within_half`), which must become the report's columns.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from omni_msa.backbone import decoder_of, input_embedding_dim
+from omni_msa.backbones import BackboneSpec, register_backbone
+from omni_msa.datasets import DatasetSpec, register_dataset
+from omni_msa.readouts import Predictions, ReadoutContext, register_readout
+
+DATASET = "toy_ext"
+BACKBONE = "tiny_llama_ext"
+READOUT = "mean_pool_ext"
+
+
+def toy_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    error = np.abs(p - y)
+    return {"mae": float(error.mean()), "rmse": float(np.sqrt(np.mean(error ** 2))),
+            "within_half": float(np.mean(error <= 0.5))}
+
+
+register_dataset(DatasetSpec(
+    name=DATASET, label_range=(0.0, 4.0), metrics=toy_metrics, metric_keys=("mae", "rmse", "within_half"),
+    paper_columns=(("MAE", ("mae",)), ("RMSE", ("rmse",)), ("Within 0.5", ("within_half",))),
+    curve_metrics=("mae", "within_half"), raw_metrics=frozenset({"mae", "rmse"})))
+
+
+def _pad_with_eos(tokenizer):
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    return tokenizer
+
+
+register_backbone(BackboneSpec(
+    kind=BACKBONE, model_class="transformers.LlamaForCausalLM", processor_class="transformers.AutoTokenizer",
+    never_quantized=("lm_head",), lora_targets=r"model\.layers\.\d+\.self_attn\.(q_proj|v_proj)",
+    finish_preprocessor=_pad_with_eos))
+
+
+class MeanPoolReadout(nn.Module):
+    """Mean of the decoder's final hidden states over the non-padding tokens, then a linear head."""
+
+    def __init__(self, ctx: ReadoutContext) -> None:
+        super().__init__()
+        self.backbone = ctx.backbone
+        self.head = nn.Linear(input_embedding_dim(ctx.backbone), 1)
+
+    def scores(self, batch) -> torch.Tensor:
+        hidden = decoder_of(self.backbone)(**batch.model_inputs).last_hidden_state.float()
+        mask = batch.model_inputs["attention_mask"].unsqueeze(-1).float()
+        return self.head((hidden * mask).sum(1) / mask.sum(1)).squeeze(-1)
+
+    def forward(self, batch) -> torch.Tensor:
+        return nn.functional.mse_loss(self.scores(batch), batch.labels.float())
+
+    @torch.no_grad()
+    def predict(self, batch) -> Predictions:
+        values = self.scores(batch).cpu()
+        return Predictions(values=values, statuses=["ok"] * len(values))
+
+
+register_readout(READOUT)(MeanPoolReadout)
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from omni_msa.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny_llama") / "model"
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    """Sentences whose label is the count of "good" among four words, in train and valid."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("toy") / "manifest.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "split", "label", "text"])
+        for i in range(48):
+            goods = int(rng.integers(0, 5))
+            words = ["good"] * goods + ["plain"] * (4 - goods)
+            rng.shuffle(words)
+            writer.writerow([f"toy{i // 4}$_${i % 4}", "train" if i < 32 else "valid", goods, " ".join(words)])
+    return path
+
+
+def run_config_dict(llama_dir: Path, out_dir: Path, manifest: Path) -> dict:
+    return {"output_dir": str(out_dir),
+            "backbone": {"name_or_path": str(llama_dir), "kind": BACKBONE},
+            "data": {"dataset": DATASET, "train": str(manifest), "valid": str(manifest)},
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+            "readout": {"kind": READOUT},
+            "optim": {"epochs": 3, "batch_size": 8, "lr": 3e-3, "head_lr": 3e-2, "warmup_ratio": 0.0,
+                      "scheduler": "constant"}}
+
+
+def test_test_defined_readout_backbone_and_dataset_train_and_score(llama_dir, manifest, tmp_path):
+    from omni_msa.config import config_from_dict
+    from omni_msa.data.manifest import read_manifest
+    from omni_msa.data.missing import MissingnessProtocol
+    from omni_msa.score import load_scorer, score_file
+    from omni_msa.train import BEST_DIR, train
+
+    summary = train(config_from_dict(run_config_dict(llama_dir, tmp_path / "run", manifest)), show_progress=False)
+    losses = [r["loss"] for r in summary["history"] if r["split"] == "train"]
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]), "training must lower the loss"
+    valid = [r for r in summary["history"] if r["split"] == "valid"]
+    assert {"rmse", "within_half"} <= set(valid[0]) and summary["selection_metric"] == "mae"
+
+    assembled, cfg = load_scorer(tmp_path / "run" / BEST_DIR)
+    assert type(assembled.readout) is MeanPoolReadout
+    assert type(assembled.readout.backbone.get_base_model()).__name__ == "LlamaForCausalLM"
+    samples = [s for s in read_manifest(manifest, dataset=DATASET).samples if s.split == "valid"]
+    result = score_file(assembled, cfg, samples, tmp_path / "preds.jsonl", protocol=MissingnessProtocol())
+    assert result["n"] == len(samples) == 16
+    assert set(result["metrics"]) == {"mae", "rmse", "within_half"}
+    assert result["metrics"]["mae"] == pytest.approx(min(r["mae"] for r in valid), abs=1e-5)
+
+
+def test_test_defined_extensions_run_through_the_grid_and_the_report(llama_dir, manifest, tmp_path):
+    from omni_msa.compare.config import compare_config_from_dict
+    from omni_msa.compare.grid import prepare_data, run_grid
+    from omni_msa.compare.omni_family import omni_contenders
+    from omni_msa.compare.report import write_summary
+
+    base = run_config_dict(llama_dir, tmp_path, manifest)
+    cfg = compare_config_from_dict({
+        "output_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results"), "dataset": DATASET,
+        "data": {"train": str(manifest), "valid": str(manifest)}, "evaluate_on": "valid", "seeds": [0],
+        "eval_protocols": [{}, {"intra_rate": 0.5}],
+        "omni": {"base": {k: base[k] for k in ("backbone", "lora", "optim")}, "readouts": [READOUT, "discriminative"]}})
+    data = prepare_data(cfg, multimodal=False)
+    counts = run_grid(cfg, omni_contenders(cfg), data)
+    assert counts == {"written": 4, "skipped": 0}
+    summary = write_summary(Path(cfg.results_dir)).read_text()
+    table = summary[summary.index("| Model |"):].splitlines()
+    assert table[0].startswith("| Model | n | MAE | RMSE | Within 0.5 |"), table[0]
+    assert any(line.startswith(f"| {READOUT} |") for line in table)
+    assert run_grid(cfg, omni_contenders(cfg), data) == {"written": 0, "skipped": 4}
