@@ -17,21 +17,18 @@ groups (`parameter_groups`) name what a stage may freeze or give its own learnin
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from omni_msa.data.record import Sample
+from omni_msa.registry import Registry
 
 from classic_msa.data import FeatureBatch
 
-# Modules that define built-in models; imported on first registry lookup. Add new models here.
-BUILTIN_MODEL_MODULES: tuple[str, ...] = ("classic_msa.mdf", "classic_msa.sg_dtam", "classic_msa.senti_ifusion",
-                                           "classic_msa.promma")
-
-_REGISTRY: dict[str, type[FeatureModel]] = {}
+# Every module of classic_msa.models is imported before the first lookup: a model is one module there.
+MODELS: Registry[type] = Registry("model", "classic_msa.models")
 
 
 class FeatureModel(nn.Module):
@@ -75,25 +72,17 @@ class FeatureModel(nn.Module):
 def register_model(name: str):
     """Class decorator: make a `FeatureModel` subclass buildable by `name`."""
     def decorate(cls: type[FeatureModel]) -> type[FeatureModel]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"model name {name!r} already registered to {_REGISTRY[name].__name__}")
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return MODELS.register(name, cls)
     return decorate
 
 
 def model_names() -> list[str]:
-    _import_builtins()
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def model_class(name: str) -> type[FeatureModel]:
-    _import_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(_REGISTRY)}") from None
+    return MODELS.get(name)
 
 
 def build_model(name: str, config: Mapping[str, Any] | None = None) -> FeatureModel:
@@ -106,7 +95,3 @@ def build_model(name: str, config: Mapping[str, Any] | None = None) -> FeatureMo
         raise ValueError(f"unknown {name} config keys {unknown}; known: {sorted(known)}")
     return cls(cls.config_class(**config))
 
-
-def _import_builtins() -> None:
-    for module in BUILTIN_MODEL_MODULES:
-        importlib.import_module(module)

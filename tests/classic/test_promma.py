@@ -5,7 +5,7 @@ from omni_msa.data.missing import MissingnessProtocol
 
 from classic_msa.data import collate
 from classic_msa.model import build_model
-from classic_msa.promma import (
+from classic_msa.models.promma import (
     ORDER,
     STAGE2_GROUPS,
     MissingModalityEvaluator,

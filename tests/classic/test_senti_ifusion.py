@@ -6,7 +6,7 @@ from omni_msa.data.missing import MissingnessProtocol
 from classic_msa.data import collate
 from classic_msa.model import build_model
 from classic_msa.seeding import seed_everything
-from classic_msa.senti_ifusion import (
+from classic_msa.models.senti_ifusion import (
     ORDER,
     SentiIFusion,
     SentiIFusionConfig,

@@ -5,7 +5,7 @@ import torch
 from classic_msa.data import collate
 from classic_msa.model import build_model
 from classic_msa.seeding import seed_everything
-from classic_msa.sg_dtam import (
+from classic_msa.models.sg_dtam import (
     SGDTAM,
     DynamicTimeAlignment,
     SGDTAMConfig,

@@ -23,7 +23,7 @@ from omni_msa.data.record import MODALITIES, Sample
 from classic_msa.blocks import CrossModalAttention, FeatureStandardizer, JSDMutualInformation, padding_mask
 from classic_msa.data import FeatureBatch, real_steps
 from classic_msa.model import FeatureModel, register_model
-from classic_msa.senti_ifusion import word_rows
+from classic_msa.models.senti_ifusion import word_rows
 from classic_msa.text import TextStates
 
 # Modality order of every stacked tensor (B x 3 x ...): text, audio, vision.
