@@ -9,7 +9,6 @@ transposed array would train on garbage.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import re
 from pathlib import Path
@@ -30,6 +29,8 @@ from omni_msa.data.record import (
     check_unique_ids,
     label_range,
 )
+from omni_msa.files import atomic_write
+from omni_msa.safe_pickle import UnsafePickleError, safe_load
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,9 @@ def read_mmsa_pickle(path: str | Path, *, dataset: str, layout: str | None = Non
     `LoadResult.nonfinite_replaced`. A missing split or key, a wrong array shape or duplicate ids
     always raise `DataError`; a bad label, empty `raw_text` or impossible length is raised, or
     with `skip_invalid` recorded in `LoadResult.skipped` and the sample left out. Samples hold
-    views into the stacked arrays. Only read pickles you trust: unpickling runs code.
+    views into the stacked arrays. The pickle is read with `omni_msa.safe_pickle.safe_load`: a
+    file that names any global other than numpy's array reconstruction and the builtin containers
+    is refused (`DataError` naming the file and the global) before anything of it runs.
     """
     path = Path(path)
     shapes = feature_shapes(dataset, infer_layout(path, layout))
@@ -126,8 +129,9 @@ def _load_pickle(path: Path) -> dict[Any, Any]:
     if not path.is_file():
         raise DataError("file not found", source=path)
     try:
-        with path.open("rb") as handle:
-            data = pickle.load(handle)
+        data = safe_load(path)
+    except UnsafePickleError as exc:
+        raise DataError(exc.reason, source=path) from exc
     except Exception as exc:  # unpickling fails in many ways; all mean "not a readable pickle"
         raise DataError(f"cannot unpickle: {type(exc).__name__}: {exc}", source=path) from exc
     if not isinstance(data, dict):
@@ -148,32 +152,10 @@ def _read_split(part: dict[str, Any], split: str, *, dataset: str, shapes: dict[
     labels = _column(part, "regression_labels", n, where, source)
     extra = {name: _column(part, key, n, where, source)
              for name, key in EXTRA_LABEL_KEYS.items() if key in part}
-
-    features: dict[str, np.ndarray] = {}
-    for modality in MODALITIES:
-        array = _checked_array(part, modality, (n, *shapes[modality]), where, source)
-        array = array.astype(np.float32, copy=False)
-        bad = ~np.isfinite(array)
-        count = int(np.count_nonzero(bad))
-        if count:
-            array[bad] = 0.0
-            replaced[modality] += count
-        features[modality] = array
-
-    text_len = shapes["text"][0]
-    text_bert = None
-    if "text_bert" in part:
-        text_bert = _checked_array(part, "text_bert", (n, 3, text_len), where, source)
-        if not np.all(np.isfinite(text_bert)):
-            raise DataError(f"non-finite token ids in {where}", field="text_bert", source=source)
-        text_bert = text_bert.astype(np.int64)
-    lengths = {"text": text_bert[:, 1, :].sum(axis=1) if text_bert is not None else np.full(n, text_len)}
-    for modality in ("audio", "vision"):
-        key = f"{modality}_lengths"
-        if key in part:
-            lengths[modality] = _column(part, key, n, where, source)
-        else:
-            lengths[modality] = _trailing_nonzero_length(features[modality])
+    features = {modality: _finite_features(part, modality, (n, *shapes[modality]), where, source, replaced)
+                for modality in MODALITIES}
+    text_bert = _read_text_bert(part, (n, 3, shapes["text"][0]), where, source)
+    lengths = _sequence_lengths(part, features, text_bert, where, source)
 
     samples = []
     for i, sample_id in enumerate(ids):
@@ -197,6 +179,42 @@ def _read_split(part: dict[str, Any], split: str, *, dataset: str, shapes: dict[
             extra_labels=extra_labels,
         ))
     return samples
+
+
+def _finite_features(part: dict[str, Any], modality: str, expected: tuple[int, ...], where: str, source: Path,
+                     replaced: dict[str, int]) -> np.ndarray:
+    """The checked float32 feature array with NaN/+-inf set to 0, counted in `replaced`."""
+    array = _checked_array(part, modality, expected, where, source).astype(np.float32, copy=False)
+    bad = ~np.isfinite(array)
+    count = int(np.count_nonzero(bad))
+    if count:
+        array[bad] = 0.0
+        replaced[modality] += count
+    return array
+
+
+def _read_text_bert(part: dict[str, Any], expected: tuple[int, ...], where: str, source: Path) -> np.ndarray | None:
+    if "text_bert" not in part:
+        return None
+    text_bert = _checked_array(part, "text_bert", expected, where, source)
+    if not np.all(np.isfinite(text_bert)):
+        raise DataError(f"non-finite token ids in {where}", field="text_bert", source=source)
+    return text_bert.astype(np.int64)
+
+
+def _sequence_lengths(part: dict[str, Any], features: dict[str, np.ndarray], text_bert: np.ndarray | None,
+                      where: str, source: Path) -> dict[str, np.ndarray]:
+    """Per-modality lengths, unchecked: text from the `text_bert` attention mask (else the full
+    length), audio and vision from `*_lengths` (else the trailing all-zero rows left out)."""
+    n, text_len = features["text"].shape[:2]
+    lengths = {"text": text_bert[:, 1, :].sum(axis=1) if text_bert is not None else np.full(n, text_len)}
+    for modality in ("audio", "vision"):
+        key = f"{modality}_lengths"
+        if key in part:
+            lengths[modality] = _column(part, key, n, where, source)
+        else:
+            lengths[modality] = _trailing_nonzero_length(features[modality])
+    return lengths
 
 
 def _column(part: dict[str, Any], key: str, n: int | None, where: str, source: Path) -> np.ndarray:
@@ -344,10 +362,7 @@ def write_mmsa_pickle(samples: list[Sample], path: str | Path, *, dataset: str,
             for name, key in EXTRA_LABEL_KEYS.items():
                 part[key] = np.array([sample.extra_labels[name] for sample in group], dtype=np.float64)
         data[split] = part
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as handle:
-        pickle.dump(data, handle, protocol=4)
-    os.replace(partial, path)
+    atomic_write(path, lambda tmp: tmp.write_bytes(pickle.dumps(data, protocol=4)))
 
 
 def _stack_text_bert(samples: list[Sample], seq_len: int) -> np.ndarray:
