@@ -17,21 +17,22 @@ from typing import Any
 import torch
 
 from omni_msa.compare.config import ClassicSpec, CompareConfig
-from omni_msa.compare.family import EvalResult, FitInfo, SharedData, process_device, with_data
+from omni_msa.compare.family import EvalResult, FitInfo, SharedData, finished_record, process_device, with_data
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.mmsa import read_mmsa_pickle
 from omni_msa.data.record import Sample
-from omni_msa.files import read_json, write_json
+from omni_msa.files import write_json
 from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
 
 from classic_msa.config import load_classic_config
 from classic_msa.evaluation import evaluate
-from classic_msa.experiment import input_dims
+from classic_msa.experiment import input_dims, trainable_summary
 from classic_msa.model import FeatureModel, build_model
 from classic_msa.seeding import seed_everything
 from classic_msa.trainer import TrainConfig, Trainer
 
 FIT_FILE = "fit.json"
+FIT_KEYS = ("wall_time_s", "peak_memory_mb", "peak_memory_scope", "valid_mae")
 
 
 class ClassicContender:
@@ -86,14 +87,13 @@ class ClassicContender:
         reset_peak_memory()
         trainer = Trainer(model, train_config, dataset=data.dataset, out_dir=run_dir, device=self.run_device)
         result = trainer.fit(splits["train"], splits["valid"], resume=True)
-        info = _fit_info(run_dir / FIT_FILE)     # a finished run: keep the figures of the run that trained it
+        info = finished_record(run_dir / FIT_FILE, FIT_KEYS)   # finished: keep the figures of the run that trained it
         if info is None:
             info = {"wall_time_s": result.wall_time_s, "peak_memory_mb": peak_memory_mb(),
                     "peak_memory_scope": peak_memory_scope(), "valid_mae": result.valid_metrics["mae"]}
             write_json(run_dir / FIT_FILE, info)
         self._model = (str(run_dir), model)
-        n = model.n_params(trainable_only=True)
-        return FitInfo(checkpoint=str(run_dir), trainable={"trainable": n, "total": model.n_params(), "share": 1.0},
+        return FitInfo(checkpoint=str(run_dir), trainable=trainable_summary(model),
                        wall_time_s=info["wall_time_s"], peak_memory_mb=info["peak_memory_mb"],
                        peak_memory_scope=info["peak_memory_scope"], extra={"best_valid_mae": info["valid_mae"]},
                        device=str(self.run_device))
@@ -116,16 +116,6 @@ class ClassicContender:
 
     def release(self) -> None:
         self._model = None
-
-
-def _fit_info(path: Path) -> dict[str, Any] | None:
-    """The figures a finished fit recorded, or None (none yet, or unreadable: recorded again)."""
-    try:
-        info = read_json(path)
-    except (OSError, ValueError):
-        return None
-    keys = ("wall_time_s", "peak_memory_mb", "peak_memory_scope", "valid_mae")
-    return info if isinstance(info, dict) and all(k in info for k in keys) else None
 
 
 def classic_contenders(cfg: CompareConfig, device: str | torch.device | None = None) -> list[ClassicContender]:

@@ -9,6 +9,8 @@ the same way for every family. `settings(data)` includes the data's fingerprint
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +20,9 @@ import numpy as np
 from omni_msa.data.fingerprint import DataFingerprint, data_fingerprint
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import Sample
+from omni_msa.files import read_json
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,6 +87,25 @@ class EvalResult:
     predictions: str | None = None           # per-sample predictions file, if written
     eval_time_s: float = 0.0
     device: str | None = None                # where it was scored
+
+
+def finished_record(path: str | Path, keys: Sequence[str]) -> dict[str, Any] | None:
+    """The JSON record a finished fit left at `path` (a train summary, a fit record), or None
+    when there is none, or it is unreadable or lacks one of `keys` (a partial write): then the
+    fit counts as unfinished and is run again (it resumes from its own checkpoints)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except (OSError, ValueError) as error:
+        logger.warning("%s is unreadable (%s): the run counts as unfinished", path, error)
+        return None
+    missing = [k for k in keys if k not in record] if isinstance(record, dict) else list(keys)
+    if missing:
+        logger.warning("%s lacks %s: the run counts as unfinished", path, missing)
+        return None
+    return record
 
 
 def process_device() -> Any:

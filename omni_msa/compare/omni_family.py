@@ -10,7 +10,6 @@ as a complete summary; otherwise training is started again and resumes from its 
 from __future__ import annotations
 
 import copy
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -18,36 +17,15 @@ from typing import Any
 import numpy as np
 
 from omni_msa.compare.config import CompareConfig, ReadoutSpec
-from omni_msa.compare.family import EvalResult, FitInfo, SharedData, process_device, with_data
+from omni_msa.compare.family import EvalResult, FitInfo, SharedData, finished_record, process_device, with_data
 from omni_msa.config import RunConfig, config_from_dict
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import DataError
-from omni_msa.files import read_json
 from omni_msa.scoring_io import errors_path_for, read_predictions
-
-logger = logging.getLogger(__name__)
 
 TRAIN_SUMMARY = "train_summary.json"
 # what a finished run's summary must hold for the grid to reuse it
 SUMMARY_KEYS = ("trainable", "wall_time_s", "peak_memory_mb", "steps", "best_valid_mae")
-
-
-def finished_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The train summary of a finished run in `run_dir`, or None when there is none or it cannot
-    be read as a complete summary (a partial write): then the run counts as unfinished."""
-    path = Path(run_dir) / TRAIN_SUMMARY
-    if not path.is_file():
-        return None
-    try:
-        summary = read_json(path)
-    except (OSError, ValueError) as error:
-        logger.warning("%s is unreadable (%s): the run counts as unfinished and resumes", path, error)
-        return None
-    missing = [k for k in SUMMARY_KEYS if k not in summary] if isinstance(summary, dict) else list(SUMMARY_KEYS)
-    if missing:
-        logger.warning("%s lacks %s: the run counts as unfinished and resumes", path, missing)
-        return None
-    return summary
 
 
 def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +74,7 @@ class OmniReadout:
             self._zero_shot_cfg = cfg
             return FitInfo(checkpoint=None, trainable={"trainable": 0, "total": None, "share": 0.0},
                            wall_time_s=0.0, peak_memory_mb=None, device=device)
-        summary = finished_summary(run_dir)
+        summary = finished_record(run_dir / TRAIN_SUMMARY, SUMMARY_KEYS)
         if summary is None:
             from omni_msa.train import train
 
