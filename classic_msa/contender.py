@@ -3,12 +3,13 @@
 The model, its options and its trainer settings come from the model's own YAML config; the
 comparison supplies the data (the MMSA features of the same samples the omni readouts see),
 the seed and the training protocol, which replaces the YAML's `train.train_protocol` so every
-contender of a grid trains under the same missingness.
+contender of a grid trains under the same missingness. Training and evaluation run on the
+omni readouts' device (`omni_msa.compare.family.process_device`), so latencies compare like
+with like.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,40 +17,50 @@ from typing import Any
 import torch
 
 from omni_msa.compare.config import ClassicSpec, CompareConfig
-from omni_msa.compare.family import EvalResult, FitInfo, SharedData
+from omni_msa.compare.family import EvalResult, FitInfo, SharedData, finished_record, process_device, with_data
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.mmsa import read_mmsa_pickle
 from omni_msa.data.record import Sample
+from omni_msa.files import write_json
 from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
 
-from classic_msa.checkpoint import write_json
 from classic_msa.config import load_classic_config
 from classic_msa.evaluation import evaluate
-from classic_msa.experiment import input_dims
+from classic_msa.experiment import input_dims, trainable_summary
 from classic_msa.model import FeatureModel, build_model
 from classic_msa.seeding import seed_everything
 from classic_msa.trainer import TrainConfig, Trainer
 
 FIT_FILE = "fit.json"
+FIT_KEYS = ("wall_time_s", "peak_memory_mb", "peak_memory_scope", "valid_mae")
 
 
 class ClassicContender:
     family = "classic"
 
-    def __init__(self, spec: ClassicSpec, eval_batch_size: int) -> None:
+    def __init__(self, spec: ClassicSpec, eval_batch_size: int, device: str | torch.device | None = None) -> None:
         self.run_config = load_classic_config(spec.config, spec.overrides)
         self.eval_batch_size = eval_batch_size
+        self.device = torch.device(device) if device is not None else None
         self.name = self.run_config.model_name
-        self._features: dict[str, list[Sample]] | None = None
+        self._features: tuple[str, dict[str, list[Sample]]] | None = None   # (data digest, samples)
         self._model: tuple[str, FeatureModel] | None = None
 
-    def settings(self) -> dict[str, Any]:
+    @property
+    def run_device(self) -> torch.device:
+        """Where the model trains and is evaluated: the one given, else the omni readouts' device."""
+        if self.device is None:
+            self.device = process_device()
+        return self.device
+
+    def settings(self, data: SharedData | None = None) -> dict[str, Any]:
         train = {k: v for k, v in self.run_config.train.items() if k != "train_protocol"}
-        return {"model": self.run_config.model, "train": train}
+        return with_data({"model": self.run_config.model, "train": train}, data)
 
     def _samples(self, data: SharedData) -> dict[str, list[Sample]]:
-        """Feature samples per split, restricted to the ids of the comparison's samples."""
-        if self._features is None:
+        """Feature samples per split, restricted to the ids of the comparison's samples (read again
+        when the data changed)."""
+        if self._features is None or self._features[0] != data.fingerprint.digest:
             if data.features is None:
                 raise ValueError(f"{self.name}: the comparison has no MMSA features (data.features)")
             loaded = read_mmsa_pickle(data.features, dataset=data.dataset, layout=data.features_layout,
@@ -62,8 +73,8 @@ class ClassicContender:
                 if missing:
                     raise ValueError(f"{data.features}: no features for {len(missing)} {split} samples of the "
                                      f"comparison, e.g. {sorted(missing)[:3]}")
-            self._features = by_split
-        return self._features
+            self._features = (data.fingerprint.digest, by_split)
+        return self._features[1]
 
     def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:
         if self.run_config.threads:
@@ -73,21 +84,19 @@ class ClassicContender:
         model = build_model(self.name, input_dims(self.name, self.run_config.model_options, splits["train"]))
         train_config = TrainConfig.from_dict({**self.run_config.train, "seed": seed,
                                               "train_protocol": train_protocol.to_dict()})
-        fit_path = run_dir / FIT_FILE
         reset_peak_memory()
-        trainer = Trainer(model, train_config, dataset=data.dataset, out_dir=run_dir)
+        trainer = Trainer(model, train_config, dataset=data.dataset, out_dir=run_dir, device=self.run_device)
         result = trainer.fit(splits["train"], splits["valid"], resume=True)
-        if fit_path.is_file():          # a finished run: keep the figures of the run that trained it
-            info = json.loads(fit_path.read_text())
-        else:
+        info = finished_record(run_dir / FIT_FILE, FIT_KEYS)   # finished: keep the figures of the run that trained it
+        if info is None:
             info = {"wall_time_s": result.wall_time_s, "peak_memory_mb": peak_memory_mb(),
                     "peak_memory_scope": peak_memory_scope(), "valid_mae": result.valid_metrics["mae"]}
-            write_json(fit_path, info)
+            write_json(run_dir / FIT_FILE, info)
         self._model = (str(run_dir), model)
-        n = model.n_params(trainable_only=True)
-        return FitInfo(checkpoint=str(run_dir), trainable={"trainable": n, "total": model.n_params(), "share": 1.0},
+        return FitInfo(checkpoint=str(run_dir), trainable=trainable_summary(model),
                        wall_time_s=info["wall_time_s"], peak_memory_mb=info["peak_memory_mb"],
-                       peak_memory_scope=info["peak_memory_scope"], extra={"best_valid_mae": info["valid_mae"]})
+                       peak_memory_scope=info["peak_memory_scope"], extra={"best_valid_mae": info["valid_mae"]},
+                       device=str(self.run_device))
 
     def evaluate(self, fit: FitInfo, protocol: MissingnessProtocol, data: SharedData,
                  out_path: Path) -> EvalResult | None:
@@ -96,16 +105,19 @@ class ClassicContender:
         model = self._model[1]
         samples = self._samples(data)[data.evaluate_on]
         batch_size = self.eval_batch_size      # the comparison's, so latencies are per sample at one batch size
+        device = self.run_device
         evaluate(model, samples[:batch_size], dataset=data.dataset, protocol=MissingnessProtocol(),
-                 batch_size=batch_size)     # warm-up, untimed
+                 batch_size=batch_size, device=device)     # warm-up, untimed
         started = time.perf_counter()
-        result = evaluate(model, samples, dataset=data.dataset, protocol=protocol, batch_size=batch_size)
+        result = evaluate(model, samples, dataset=data.dataset, protocol=protocol, batch_size=batch_size,
+                          device=device)
         return EvalResult(ids=result.ids, labels=result.labels, preds=result.preds, latency_ms=result.latency_ms,
-                          eval_time_s=time.perf_counter() - started)
+                          eval_time_s=time.perf_counter() - started, device=str(device))
 
     def release(self) -> None:
         self._model = None
 
 
-def classic_contenders(cfg: CompareConfig) -> list[ClassicContender]:
-    return [ClassicContender(spec, cfg.eval_batch_size) for spec in cfg.classic]
+def classic_contenders(cfg: CompareConfig, device: str | torch.device | None = None) -> list[ClassicContender]:
+    """The classic models of a comparison, on `device` (default: the omni readouts' device)."""
+    return [ClassicContender(spec, cfg.eval_batch_size, device) for spec in cfg.classic]

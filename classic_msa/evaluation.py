@@ -33,16 +33,17 @@ class Evaluation:
 def predict(model: FeatureModel, samples: Sequence[Sample], *, protocol: MissingnessProtocol = COMPLETE,
             batch_size: int = 256, device: str | torch.device = "cpu"
             ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, predictions, labels, per-sample latency in ms) in the order of `samples`, in eval mode."""
+    """(ids, predictions, labels, per-sample latency in ms) in the order of `samples`, in eval mode,
+    the model run on `device` (labels and ids are taken from the batch before it is moved)."""
     was_training = model.training
     model.eval()
     ids, preds, labels, latency = [], [], [], []
     try:
         for batch in FeatureLoader(samples, batch_size=batch_size, protocol=protocol).epoch():
-            batch = batch.to(device)
+            moved = batch.to(device)
             start = time.perf_counter()
-            out = model(batch)
-            pred = out["pred"].detach().float().cpu().numpy().reshape(-1)
+            out = model(moved)
+            pred = out["pred"].detach().float().cpu().numpy().reshape(-1)     # .cpu() waits for the device
             latency += [1000 * (time.perf_counter() - start) / len(pred)] * len(pred)
             ids.extend(batch.ids)
             preds.append(pred)

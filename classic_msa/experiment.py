@@ -5,9 +5,11 @@ Output (`output_dir`):
     seed<k>/                 the trainer's checkpoint (config.json, model.safetensors, ...),
                              metrics.json (valid metrics of the selected model, test metrics per
                              protocol, parameters, wall time) and rows.jsonl (this seed's rows)
-Row fields: model, dataset, seed, split ("test"), train_protocol and eval_protocol
-(`MissingnessProtocol.to_dict()`), eval_label, metrics, n_params, wall_time_s (training wall
-time, resumed runs included), eval_time_s, n_samples, checkpoint.
+Rows follow the one result-row schema (`omni_msa.report.ResultRow`, the comparison grid's):
+model, family ("classic"), dataset, seed, split ("test"), train_protocol and eval_protocol
+(`MissingnessProtocol.to_dict()`), eval_label, metrics, n_samples, sample_set, latency, n_params,
+peak_memory_mb and wall_time_s of the training (resumed runs included), eval_time_s, device,
+settings, data_fingerprint, checkpoint.
 With `resume`, a seed whose rows exist is kept as it is and an interrupted one continues from
 its trainer state, so results.jsonl ends with exactly one row per seed and protocol.
 """
@@ -15,7 +17,6 @@ its trainer state, so results.jsonl ends with exactly one row per seed and proto
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -23,15 +24,18 @@ from typing import Any
 
 import torch
 
+from omni_msa.compare.family import process_device
+from omni_msa.data.fingerprint import DataFingerprint, data_fingerprint
 from omni_msa.data.mmsa import read_mmsa_pickle
 from omni_msa.data.record import MODALITIES, Sample
 from omni_msa.data.synthetic import make_synthetic
-from omni_msa.report import write_rows
+from omni_msa.files import read_jsonl, write_json, write_jsonl
+from omni_msa.report import result_row
+from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
 
-from classic_msa.checkpoint import write_json
 from classic_msa.config import DataConfig, RunConfig
 from classic_msa.evaluation import evaluate
-from classic_msa.model import build_model, model_class
+from classic_msa.model import FeatureModel, build_model, model_class
 from classic_msa.seeding import seed_everything
 from classic_msa.trainer import Trainer
 
@@ -60,6 +64,20 @@ def load_samples(data: DataConfig, output_dir: Path) -> dict[str, list[Sample]]:
     return splits
 
 
+def classic_data_fingerprint(data: DataConfig, split: str = "test") -> DataFingerprint:
+    """The fingerprint of the data a classic run reads: its pickle's bytes, or the synthetic spec."""
+    synthetic = None if data.path is not None else {"n": data.synthetic_n, "seed": data.synthetic_seed,
+                                                    "shape": data.dataset}
+    return data_fingerprint(data.dataset, split, features=data.path, synthetic=synthetic,
+                            skip_invalid=data.skip_invalid, features_layout=data.layout)
+
+
+def trainable_summary(model: FeatureModel) -> dict[str, Any]:
+    """{"trainable", "total", "share"} parameters of a classic model."""
+    trainable, total = model.n_params(trainable_only=True), model.n_params()
+    return {"trainable": trainable, "total": total, "share": trainable / total if total else None}
+
+
 def input_dims(model_name: str, options: dict[str, Any], train: list[Sample]) -> dict[str, Any]:
     """The model options with `<modality>_dim` filled from the data (a conflicting value is an error)."""
     known = {f.name for f in dataclasses.fields(model_class(model_name).config_class)}
@@ -75,60 +93,59 @@ def input_dims(model_name: str, options: dict[str, Any], train: list[Sample]) ->
     return options
 
 
-def run_experiment(config: RunConfig, *, resume: bool = False, progress: bool = False) -> list[dict[str, Any]]:
-    """Train and evaluate every seed; returns (and writes) all result rows."""
+def run_experiment(config: RunConfig, *, resume: bool = False, progress: bool = False,
+                   device: str | torch.device | None = None) -> list[dict[str, Any]]:
+    """Train and evaluate every seed on `device` (default: the current CUDA device when there is
+    one, else the CPU); returns (and writes) all result rows."""
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
+    device = torch.device(device) if device is not None else process_device()
     splits = load_samples(config.data, out_dir)
     rows: list[dict[str, Any]] = []
     for seed in config.seeds:
-        rows += _run_seed(config, seed, splits, resume=resume, progress=progress)
-    write_rows(out_dir / RESULTS_FILE, rows)
+        rows += _run_seed(config, seed, splits, resume=resume, progress=progress, device=device)
+    write_jsonl(out_dir / RESULTS_FILE, rows)
     return rows
 
 
 def _run_seed(config: RunConfig, seed: int, splits: dict[str, list[Sample]], *, resume: bool,
-              progress: bool) -> list[dict[str, Any]]:
+              progress: bool, device: torch.device) -> list[dict[str, Any]]:
     seed_dir = Path(config.output_dir) / f"seed{seed}"
     if resume and (seed_dir / ROWS_FILE).is_file():
         logger.info("seed %d already evaluated in %s; keeping its rows", seed, seed_dir)
-        return [json.loads(line) for line in (seed_dir / ROWS_FILE).read_text().splitlines() if line]
+        return read_jsonl(seed_dir / ROWS_FILE)
     dataset = config.data.dataset
     seed_everything(seed)
     model = build_model(config.model_name, input_dims(config.model_name, config.model_options, splits["train"]))
     train_config = config.train_config(seed)
-    trainer = Trainer(model, train_config, dataset=dataset, out_dir=seed_dir, progress=progress)
+    reset_peak_memory()
+    trainer = Trainer(model, train_config, dataset=dataset, out_dir=seed_dir, progress=progress, device=device)
     fit = trainer.fit(splits["train"], splits["valid"], resume=resume)
-    n_params = model.n_params()
-    logger.info("%s seed %d: %d parameters, valid MAE %.4f, %.1f s", config.model_name, seed, n_params,
+    trained = {"trainable": trainable_summary(model), "n_params": model.n_params(), "wall_time_s": fit.wall_time_s,
+               "peak_memory_mb": peak_memory_mb(), "peak_memory_scope": peak_memory_scope()}
+    logger.info("%s seed %d: %d parameters, valid MAE %.4f, %.1f s", config.model_name, seed, trained["n_params"],
                 fit.valid_metrics["mae"], fit.wall_time_s)
+    fingerprint = classic_data_fingerprint(config.data)
     rows = []
     for protocol in config.protocols(seed):
         started = time.perf_counter()
         result = evaluate(model, splits["test"], dataset=dataset, protocol=protocol,
-                          batch_size=train_config.eval_batch_size)
-        rows.append({
-            "model": config.model_name,
-            "dataset": dataset,
-            "seed": seed,
-            "split": "test",
-            "train_protocol": train_config.protocol("train").to_dict(),
-            "eval_protocol": protocol.to_dict(),
-            "eval_label": protocol.label,
-            "metrics": result.metrics,
-            "n_params": n_params,
-            "wall_time_s": fit.wall_time_s,
-            "eval_time_s": time.perf_counter() - started,
-            "n_samples": len(result.ids),
-            "checkpoint": str(seed_dir),
-        })
+                          batch_size=train_config.eval_batch_size, device=device)
+        rows.append(result_row(
+            model=config.model_name, family="classic", dataset=dataset, seed=seed, split="test",
+            train_protocol=train_config.protocol("train"), evaluation=protocol, ids=result.ids, preds=result.preds,
+            labels=result.labels, latency_ms=result.latency_ms, eval_batch_size=train_config.eval_batch_size,
+            eval_time_s=time.perf_counter() - started, device=str(device),
+            settings={"model": config.model, "train": config.train, "data": fingerprint.to_dict()},
+            data_fingerprint=fingerprint.digest, checkpoint=str(seed_dir),
+            training={"best_valid_mae": fit.valid_metrics["mae"]}, **trained))
     write_json(seed_dir / METRICS_FILE, {
-        "model": config.model_name, "dataset": dataset, "seed": seed, "n_params": n_params,
+        "model": config.model_name, "dataset": dataset, "seed": seed, "n_params": trained["n_params"],
         "wall_time_s": fit.wall_time_s, "valid": fit.valid_metrics,
         "test": [{"eval_protocol": r["eval_protocol"], "eval_label": r["eval_label"], "metrics": r["metrics"]}
                  for r in rows],
     })
-    write_rows(seed_dir / ROWS_FILE, rows)
+    write_jsonl(seed_dir / ROWS_FILE, rows)
     return rows

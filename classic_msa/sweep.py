@@ -11,28 +11,35 @@ model evaluated with the same evaluation seed sees exactly the same masks. Evalu
 by default each checkpoint is evaluated with its own training seed as the mask seed (what
 `experiment.py` does); `eval_seeds` evaluates every checkpoint under each listed mask seed.
 
-Rows have the schema of `classic_msa.experiment` (model, dataset, seed = training seed, split,
-train_protocol, eval_protocol (its `seed` is the mask seed), eval_label, metrics, n_params,
-wall_time_s, eval_time_s, n_samples, checkpoint) plus `grid`.
+Rows follow the one result-row schema (`omni_msa.report.ResultRow`, as `classic_msa.experiment`
+and the comparison grid write it): seed = training seed, eval_protocol's `seed` = the mask
+seed, `grid` = the sweep, `wall_time_s` the training's (from the checkpoint's metrics.json).
+Checkpoints are evaluated on `device` (default: the current CUDA device when there is one).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from omni_msa.compare.family import process_device
+from omni_msa.data.fingerprint import DataFingerprint, data_fingerprint
 from omni_msa.data.missing import sweep
 from omni_msa.data.mmsa import read_mmsa_pickle
 from omni_msa.data.record import Sample
+from omni_msa.files import read_json
+from omni_msa.report import result_row
 
 from classic_msa.config import RunConfig
 from classic_msa.evaluation import evaluate
-from classic_msa.experiment import METRICS_FILE, load_samples
+from classic_msa.experiment import METRICS_FILE, classic_data_fingerprint, load_samples, trainable_summary
 from classic_msa.trainer import CONFIG_FILE, TrainConfig, load_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -63,77 +70,82 @@ def checkpoint_dirs(path: str | Path, seeds: Sequence[int] | None = None) -> lis
 
 
 def _saved_config(checkpoint: Path) -> dict[str, Any]:
-    return json.loads((checkpoint / CONFIG_FILE).read_text())
+    return read_json(checkpoint / CONFIG_FILE)
 
 
 def training_seed(checkpoint: Path) -> int:
     return int(_saved_config(checkpoint)["train"]["seed"])
 
 
-def load_test_samples(checkpoint: str | Path, run_config: RunConfig | None = None) -> tuple[str, list[Sample]]:
-    """(dataset, test samples) for the run the checkpoint belongs to."""
+@dataclass
+class SweepData:
+    """The test samples of a run, and the fingerprint of what they were read from."""
+
+    dataset: str
+    samples: list[Sample]
+    fingerprint: DataFingerprint
+
+
+def load_test_samples(checkpoint: str | Path, run_config: RunConfig | None = None) -> SweepData:
+    """The test samples of the run the checkpoint belongs to."""
     checkpoint = Path(checkpoint)
     saved = _saved_config(checkpoint)
     if run_config is not None:
         if run_config.data.dataset != saved["dataset"]:
             raise ValueError(f"config dataset {run_config.data.dataset!r} but the checkpoint was trained on "
                              f"{saved['dataset']!r}")
-        return run_config.data.dataset, load_samples(run_config.data, Path(run_config.output_dir))["test"]
+        samples = load_samples(run_config.data, Path(run_config.output_dir))["test"]
+        return SweepData(run_config.data.dataset, samples, classic_data_fingerprint(run_config.data))
     for run_dir in (checkpoint, checkpoint.parent):
         pickle = run_dir / SYNTHETIC_PICKLE
         if pickle.is_file():
             loaded = read_mmsa_pickle(pickle, dataset=saved["dataset"], layout="unaligned", splits=("test",))
-            return saved["dataset"], [s for s in loaded.samples if s.split == "test"]
+            return SweepData(saved["dataset"], [s for s in loaded.samples if s.split == "test"],
+                            data_fingerprint(saved["dataset"], "test", features=pickle, skip_invalid=False,
+                                             features_layout="unaligned"))
     raise FileNotFoundError(f"cannot find the data of {checkpoint}: pass the run's --config "
                             f"(no {SYNTHETIC_PICKLE} next to it)")
 
 
-def sweep_checkpoint(checkpoint: str | Path, samples: Sequence[Sample], *, dataset: str, grid: str,
-                     eval_seeds: Sequence[int] | None = None, intra_rate: float | str = 0.0,
-                     batch_size: int = 256) -> list[dict[str, Any]]:
+def sweep_checkpoint(checkpoint: str | Path, data: SweepData, *, grid: str, eval_seeds: Sequence[int] | None = None,
+                     intra_rate: float | str = 0.0, batch_size: int = 256,
+                     device: str | torch.device | None = None) -> list[dict[str, Any]]:
     """One row per (evaluation seed, protocol of `grid`) for one trained checkpoint."""
     checkpoint = Path(checkpoint)
+    device = torch.device(device) if device is not None else process_device()
     saved = _saved_config(checkpoint)
-    model = load_checkpoint(checkpoint)
+    model = load_checkpoint(checkpoint, device=device)
     seed = int(saved["train"]["seed"])
-    train_protocol = TrainConfig.from_dict(saved["train"]).protocol("train").to_dict()
-    wall_time = None
-    if (checkpoint / METRICS_FILE).is_file():
-        wall_time = json.loads((checkpoint / METRICS_FILE).read_text()).get("wall_time_s")
-    n_params = model.n_params()
+    metrics_file = checkpoint / METRICS_FILE
+    trained = {"wall_time_s": read_json(metrics_file).get("wall_time_s") if metrics_file.is_file() else None,
+               "trainable": trainable_summary(model), "n_params": model.n_params()}
+    common = {"model": saved["model"], "family": "classic", "dataset": data.dataset, "seed": seed, "split": "test",
+              "train_protocol": TrainConfig.from_dict(saved["train"]).protocol("train"), "eval_batch_size": batch_size,
+              "device": str(device), "settings": {"model": saved["model"], "model_config": saved["model_config"],
+                                                  "train": saved["train"], "data": data.fingerprint.to_dict()},
+              "data_fingerprint": data.fingerprint.digest, "checkpoint": str(checkpoint), "grid": grid, **trained}
     rows = []
     for eval_seed in (eval_seeds if eval_seeds is not None else [seed]):
         for protocol in sweep(grid, seed=eval_seed, intra_rate=intra_rate):
             started = time.perf_counter()
-            result = evaluate(model, samples, dataset=dataset, protocol=protocol, batch_size=batch_size)
-            rows.append({
-                "model": saved["model"],
-                "dataset": dataset,
-                "seed": seed,
-                "split": "test",
-                "train_protocol": train_protocol,
-                "eval_protocol": protocol.to_dict(),
-                "eval_label": protocol.label,
-                "metrics": result.metrics,
-                "n_params": n_params,
-                "wall_time_s": wall_time,
-                "eval_time_s": time.perf_counter() - started,
-                "n_samples": len(result.ids),
-                "checkpoint": str(checkpoint),
-                "grid": grid,
-            })
+            result = evaluate(model, data.samples, dataset=data.dataset, protocol=protocol, batch_size=batch_size,
+                              device=device)
+            rows.append(result_row(evaluation=protocol, ids=result.ids, preds=result.preds, labels=result.labels,
+                                   latency_ms=result.latency_ms, eval_time_s=time.perf_counter() - started,
+                                   **common))
     return rows
 
 
 def sweep_run(path: str | Path, *, grid: str, run_config: RunConfig | None = None,
               seeds: Sequence[int] | None = None, eval_seeds: Sequence[int] | None = None,
-              intra_rate: float | str = 0.0, batch_size: int = 256) -> list[dict[str, Any]]:
+              intra_rate: float | str = 0.0, batch_size: int = 256,
+              device: str | torch.device | None = None) -> list[dict[str, Any]]:
     """`sweep_checkpoint` over every selected checkpoint of a run (data read once)."""
     dirs = checkpoint_dirs(path, seeds)
-    dataset, samples = load_test_samples(dirs[0], run_config)
+    data = load_test_samples(dirs[0], run_config)
     rows = []
     for checkpoint in dirs:
-        logger.info("%s: %s grid on %d test samples", checkpoint, grid, len(samples))
-        rows += sweep_checkpoint(checkpoint, samples, dataset=dataset, grid=grid, eval_seeds=eval_seeds,
-                                 intra_rate=intra_rate, batch_size=batch_size)
+        logger.info("%s: %s grid on %d test samples", checkpoint, grid, len(data.samples))
+        rows += sweep_checkpoint(checkpoint, data, grid=grid, eval_seeds=eval_seeds, intra_rate=intra_rate,
+                                 batch_size=batch_size, device=device)
     return rows

@@ -1,30 +1,41 @@
-"""Tables and plots from result rows (any number of models, seeds and protocols).
+"""Result rows, and the tables and plots computed from them (any number of models, seeds and
+protocols).
 
-A row is what the comparison harness (`omni_msa.compare`), `classic_msa.experiment` and
-`classic_msa.sweep` write: at least `model`, `dataset`, `seed`, `eval_protocol` (a
+A row (`ResultRow`, built by `result_row`) is what the comparison harness (`omni_msa.compare`),
+`classic_msa.experiment` and `classic_msa.sweep` write: one evaluation of one trained model
+under one protocol. The readers need at least `model`, `dataset`, `seed`, `eval_protocol` (a
 `MissingnessProtocol.to_dict()`), `eval_label` and `metrics` (`omni_msa.metrics.regression_metrics`
-output: fractions). Everything here is computed from the rows passed in, nothing is cached.
+output: fractions), so rows written before the schema (without `sample_set`, `family`, ...)
+still render. Everything here is computed from the rows passed in, nothing is cached.
 
 Aggregation: rows are grouped by (model, eval_label) and each group's metrics go through
 `omni_msa.metrics.aggregate_over_seeds` (mean and sample std over the group's rows, i.e. over
 training seeds x evaluation seeds). Tables print accuracies and F1 as percentages and MAE/Corr
-raw (design.md section 5), and their captions say so.
+raw (design.md section 5), and their captions say so. A table whose rows were not all scored
+on the same samples carries a note naming the models that differ (`sample_set_note`).
 
 Plots use matplotlib's Agg backend (no display needed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from omni_msa.data.missing import modality_set_name
+import numpy as np
+
+from omni_msa.data.missing import MissingnessProtocol, modality_set_name
 from omni_msa.data.record import MODALITIES
 from omni_msa.datasets import get_dataset
-from omni_msa.metrics import aggregate_over_seeds
+from omni_msa.files import json_safe, write_jsonl
+from omni_msa.metrics import aggregate_over_seeds, latency_summary, regression_metrics
+from omni_msa.parse import StatusCounts
 
 LABELS = {
     "mae": "MAE", "corr": "Corr", "acc7": "Acc-7", "acc5": "Acc-5", "acc3": "Acc-3",
@@ -35,6 +46,9 @@ RAW_METRICS = frozenset({"mae", "corr"})
 
 # The seven retention modes in the order of the SG-DTAM / Senti-iFusion tables.
 MODE_ORDER = ("text", "audio", "vision", "text+audio", "text+vision", "audio+vision", "text+audio+vision")
+
+# scripts/sweep_missing.py writes its rows under this name
+write_rows = write_jsonl
 
 
 def metric_scale(key: str) -> float:
@@ -55,23 +69,113 @@ def caption(dataset: str | None = None, n: str | None = None) -> str:
 
 # --- rows ----------------------------------------------------------------------------------
 
-def read_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """The rows of JSONL files, in order; a missing file has none, and a last line without its
-    newline (the partial write of a killed run) is not a row."""
-    rows = []
-    for path in map(Path, paths):
-        if path.is_file():
-            text = path.read_text()
-            rows += [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
-    return rows
+@dataclass
+class ResultRow:
+    """One evaluation of one trained model under one protocol. `n_samples` samples were scored
+    (`sample_set`: a hash of their sorted ids) and `n_errors` failed; a metric that is not a
+    number is null, with the reason in `metric_notes`. `training` holds what the fit reported
+    beyond the fields here (train steps, best valid MAE, skipped samples)."""
+
+    model: str
+    family: str
+    dataset: str
+    seed: int
+    split: str
+    train_protocol: dict[str, Any]
+    eval_protocol: dict[str, Any]
+    eval_label: str
+    metrics: dict[str, float | None]
+    n_samples: int
+    sample_set: str
+    n_errors: int = 0
+    metric_notes: dict[str, str] = field(default_factory=dict)
+    status_counts: dict[str, int] | None = None
+    latency_ms: dict[str, float] | None = None
+    throughput_sps: float | None = None
+    eval_batch_size: int | None = None
+    trainable: dict[str, Any] | None = None
+    n_params: int | None = None
+    peak_memory_mb: float | None = None
+    peak_memory_scope: str | None = None
+    eval_peak_memory_mb: float | None = None
+    wall_time_s: float | None = None
+    eval_time_s: float | None = None
+    device: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    data_fingerprint: str | None = None
+    checkpoint: str | None = None
+    predictions: str | None = None
+    run_key: str | None = None
+    grid: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (NaN -> null), the same as the row read back from its file."""
+        return json_safe(asdict(self))
 
 
-def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    tmp.replace(path)
+ROW_FIELDS = tuple(f.name for f in fields(ResultRow))
+
+
+def sample_set(ids: Iterable[str]) -> str:
+    """A short hash of a set of sample ids (order does not matter)."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def sample_set_note(rows: Sequence[Mapping[str, Any]]) -> str:
+    """"" when every row was scored on the same samples, else a Markdown note naming the models
+    whose rows differ from the most common sample set. Rows written before `sample_set` existed
+    are compared by `n_samples` alone."""
+    signatures = [(row.get("n_samples"), row.get("sample_set")) for row in rows]
+    if not signatures:
+        return ""
+    ref_n = Counter(n for n, _ in signatures).most_common(1)[0][0]
+    known = Counter(ids for n, ids in signatures if n == ref_n and ids)
+    ref_ids = known.most_common(1)[0][0] if known else None
+    differ: dict[str, dict[str, Any]] = {}
+    for row, (n, ids) in zip(rows, signatures):
+        if n != ref_n or (ids and ref_ids and ids != ref_ids):
+            seen = differ.setdefault(row["model"], {"n": set(), "errors": 0})
+            seen["n"].add(n)
+            seen["errors"] += row.get("n_errors") or 0
+    if not differ:
+        return ""
+    described = []
+    for model, seen in differ.items():
+        counts = "/".join(str(n) for n in sorted(seen["n"], key=str))
+        described.append(f"{model} ({counts} samples{', other ids' if seen['n'] == {ref_n} else ''}"
+                         f"{', ' + str(seen['errors']) + ' errors' if seen['errors'] else ''})")
+    return (f"**Not scored on the same samples: {', '.join(described)}; the other rows: {ref_n} samples. "
+            f"Those rows' metrics are not comparable with the rest.**\n")
+
+
+def _metric_notes(metrics: Mapping[str, float], preds: np.ndarray, labels: np.ndarray) -> dict[str, str]:
+    notes = {}
+    for key, value in metrics.items():
+        if value is None or not math.isfinite(value):
+            notes[key] = ("not defined: the predictions are constant" if key == "corr" and np.ptp(preds) == 0
+                          else "not defined: the labels are constant" if key == "corr" and np.ptp(labels) == 0
+                          else "not a finite number")
+    return notes
+
+
+def result_row(*, model: str, family: str, dataset: str, seed: int, split: str,
+               train_protocol: MissingnessProtocol, evaluation: MissingnessProtocol, ids: Sequence[str],
+               preds: Sequence[float], labels: Sequence[float], latency_ms: Sequence[float] | None = None,
+               statuses: Sequence[str] | None = None, **other: Any) -> dict[str, Any]:
+    """The row of one evaluation: metrics, sample count and set, latency statistics and parse
+    statuses computed from the per-sample outcome; `other` are the other `ResultRow` fields."""
+    preds, labels = np.asarray(preds, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    metrics = regression_metrics(preds, labels, dataset)
+    latency = latency_summary(latency_ms) if latency_ms is not None and len(latency_ms) else None
+    throughput = 1000.0 / latency["mean"] if latency is not None and latency["mean"] > 0 else None
+    return ResultRow(model=model, family=family, dataset=dataset, seed=seed, split=split,
+                     train_protocol=train_protocol.to_dict(), eval_protocol=evaluation.to_dict(),
+                     eval_label=evaluation.label, metrics=metrics, n_samples=len(ids), sample_set=sample_set(ids),
+                     metric_notes=_metric_notes(metrics, preds, labels), latency_ms=latency,
+                     throughput_sps=throughput,
+                     status_counts=StatusCounts.of(statuses).counts if statuses is not None else None,
+                     **other).to_dict()
 
 
 def protocol_kind(row: Mapping[str, Any]) -> str:
@@ -119,9 +223,14 @@ def aggregate(rows: Sequence[Mapping[str, Any]], by: Sequence[str] = ("model", "
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in by), []).append(row)
-    return {key: {"n": len(group), "metrics": aggregate_over_seeds([r["metrics"] for r in group]),
+    return {key: {"n": len(group), "metrics": aggregate_over_seeds([_numbers(r["metrics"]) for r in group]),
                   "row": group[0]}
             for key, group in groups.items()}
+
+
+def _numbers(metrics: Mapping[str, float | None]) -> dict[str, float]:
+    """A row's metrics with null (a metric that was not a number) read as nan."""
+    return {k: math.nan if v is None else v for k, v in metrics.items()}
 
 
 def _dataset(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -160,7 +269,7 @@ def metrics_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] | No
     for (model, label), group in groups.items():
         cells = [model, label, str(group["n"])] + [_fmt(group["metrics"][k], k) for k in metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return with_sample_set_note("\n".join(lines) + "\n", rows)
 
 
 def pivot_table(rows: Sequence[Mapping[str, Any]], metric: str, title: str | None = None) -> str:
@@ -180,7 +289,13 @@ def pivot_table(rows: Sequence[Mapping[str, Any]], metric: str, title: str | Non
         cells = [_fmt(groups[(m, label)]["metrics"][metric], metric) if (m, label) in groups else "–"
                  for m in models]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return with_sample_set_note("\n".join(lines) + "\n", rows)
+
+
+def with_sample_set_note(table: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """`table` followed by the sample-set note of its rows, if they differ."""
+    note = sample_set_note(rows)
+    return table + ("\n" + note if note else "")
 
 
 # --- plots ---------------------------------------------------------------------------------

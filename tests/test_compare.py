@@ -1,20 +1,24 @@
-"""The comparison harness: controlled configs, skipping finished runs, reports from rows, and an
-end-to-end grid with the tiny Thinker's readouts and a classic model on the same samples."""
+"""The comparison harness: controlled configs, skipping finished runs, runs keyed by the data's
+content, reports from rows, and an end-to-end grid with the tiny Thinker's readouts and a
+classic model on the same samples."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from omni_msa.compare.config import compare_config_from_dict
-from omni_msa.compare.family import EvalResult, FitInfo, SharedData
-from omni_msa.compare.grid import ROWS_FILE, run_grid
+from omni_msa.compare.family import EvalResult, FitInfo, SharedData, with_data
+from omni_msa.compare.grid import ROWS_FILE, prepare_data, run_grid
 from omni_msa.compare.report import readout_ratios, write_summary
-from omni_msa.report import read_rows
 from omni_msa.data.record import Sample
+from omni_msa.files import read_jsonl, write_jsonl
+from omni_msa.report import ROW_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,16 +75,20 @@ def test_harness_owned_sections_cannot_be_set_in_the_base(tmp_path):
 # --- skipping finished runs --------------------------------------------------------------
 
 class CountingContender:
-    """A contender that predicts label + offset, and counts its calls."""
+    """A contender that predicts label + offset, and counts its calls. `unparsable` answers per
+    evaluation get that status (a generative readout); `drop` leaves samples out (scored on fewer),
+    `skip_first` scores on other ids of the same count (the first one replaced by a copy)."""
 
     family = "test"
 
-    def __init__(self, name: str, offset: float) -> None:
+    def __init__(self, name: str, offset: float, *, unparsable: int | None = None, drop: int = 0,
+                 skip_first: bool = False) -> None:
         self.name, self.offset = name, offset
+        self.unparsable, self.drop, self.skip_first = unparsable, drop, skip_first
         self.fits, self.evaluations = [], []
 
-    def settings(self):
-        return {"offset": self.offset}
+    def settings(self, data=None):
+        return with_data({"offset": self.offset}, data)
 
     def fit(self, seed, train_protocol, run_dir, data):
         self.fits.append(seed)
@@ -89,10 +97,16 @@ class CountingContender:
 
     def evaluate(self, fit, protocol, data, out_path):
         self.evaluations.append((fit.checkpoint, protocol.label))
-        samples = data.eval_samples
+        samples = data.eval_samples[:len(data.eval_samples) - self.drop]
+        ids = [s.id for s in samples]
+        if self.skip_first:
+            ids[0] = "other$_$id"
         labels = np.array([s.label for s in samples])
-        return EvalResult(ids=[s.id for s in samples], labels=labels, preds=labels + self.offset,
-                          latency_ms=np.full(len(samples), 2.0))
+        statuses = None
+        if self.unparsable is not None:
+            statuses = ["unparsable"] * self.unparsable + ["ok"] * (len(samples) - self.unparsable)
+        return EvalResult(ids=ids, labels=labels, preds=labels + self.offset, latency_ms=np.full(len(samples), 2.0),
+                          statuses=statuses, errors=self.drop)
 
     def release(self):
         pass
@@ -108,13 +122,15 @@ def test_grid_skips_finished_runs_and_runs_only_what_is_new(tmp_path):
     a = CountingContender("a", 0.5)
     counts = run_grid(cfg, [a], shared_data())
     assert counts == {"written": 4, "skipped": 0} and a.fits == [0, 1]
-    rows = read_rows([tmp_path / "results" / ROWS_FILE])
+    rows = read_jsonl(tmp_path / "results" / ROWS_FILE)
     assert len(rows) == 4 and {r["seed"] for r in rows} == {0, 1}
+    assert all(tuple(row) == ROW_FIELDS for row in rows), "grid rows follow the one row schema"
+    assert rows[0]["n_samples"] == 12 and rows[0]["metrics"]["mae"] == pytest.approx(0.5)
 
     again = CountingContender("a", 0.5)
     assert run_grid(cfg, [again], shared_data()) == {"written": 0, "skipped": 4}
     assert again.fits == [] and again.evaluations == []
-    assert read_rows([tmp_path / "results" / ROWS_FILE]) == rows
+    assert read_jsonl(tmp_path / "results" / ROWS_FILE) == rows
 
     more = compare_config_from_dict(comparison(tmp_path, seeds=[0, 1, 2]))
     third = CountingContender("a", 0.5)
@@ -133,7 +149,72 @@ def test_a_partial_last_row_from_a_killed_run_is_redone(tmp_path):
     path.write_text("".join(lines[:-1]) + lines[-1][:40])
     rerun = CountingContender("a", 0.5)
     assert run_grid(cfg, [rerun], shared_data()) == {"written": 1, "skipped": 3}
-    assert len(read_rows([path])) == 4
+    assert len(read_jsonl(path)) == 4
+
+
+# --- runs are keyed by the data's content --------------------------------------------------
+
+def write_manifest(path: Path, labels: list[float]) -> None:
+    lines = ["id,split,label,text"] + [f"v{i}$_$1,{('train', 'valid', 'test')[i % 3]},{label},clip number {i}"
+                                       for i, label in enumerate(labels)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_editing_a_manifest_label_retrains_while_touching_it_does_not(tmp_path):
+    manifest = tmp_path / "clips.csv"
+    labels = [round(float(x), 2) for x in np.linspace(-3, 3, 18)]
+    write_manifest(manifest, labels)
+    cfg = compare_config_from_dict(comparison(tmp_path, data={"train": str(manifest), "valid": str(manifest),
+                                                               "test": str(manifest)}))
+    rows_path = tmp_path / "results" / ROWS_FILE
+    first = CountingContender("a", 0.5)
+    assert run_grid(cfg, [first], prepare_data(cfg, multimodal=False)) == {"written": 4, "skipped": 0}
+    rows = read_jsonl(rows_path)
+    assert first.fits == [0, 1] and rows[0]["settings"]["data"]["digest"] == rows[0]["data_fingerprint"]
+
+    stat = manifest.stat()
+    os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5 * 10**9))     # same bytes, new mtime
+    touched = CountingContender("a", 0.5)
+    assert run_grid(cfg, [touched], prepare_data(cfg, multimodal=False)) == {"written": 0, "skipped": 4}
+    assert touched.fits == [] and touched.evaluations == [] and read_jsonl(rows_path) == rows
+
+    labels[2] = 2.5                                     # sample v2$_$1, a test sample
+    write_manifest(manifest, labels)
+    edited = CountingContender("a", 0.5)
+    assert run_grid(cfg, [edited], prepare_data(cfg, multimodal=False)) == {"written": 4, "skipped": 0}
+    assert edited.fits == [0, 1], "the models are trained again on the edited data"
+    new = read_jsonl(rows_path)[4:]
+    assert {r["data_fingerprint"] for r in new}.isdisjoint({r["data_fingerprint"] for r in rows})
+    assert {r["checkpoint"] for r in new}.isdisjoint({r["checkpoint"] for r in rows}), "in new run directories"
+    before, after = rows[0]["settings"]["data"]["files"], new[0]["settings"]["data"]["files"]
+    assert before.keys() == after.keys() == {"manifest:train", "manifest:valid", "manifest:test"}
+    assert all(before[k] != after[k] for k in before), "one file serves every split"
+
+
+def test_an_unreadable_train_summary_counts_as_an_unfinished_run(tmp_path, monkeypatch):
+    import omni_msa.train
+    from omni_msa.compare.omni_family import TRAIN_SUMMARY, OmniReadout
+    from omni_msa.data.missing import MissingnessProtocol
+    from omni_msa.files import write_json
+
+    cfg = compare_config_from_dict(comparison(tmp_path))
+    readout = OmniReadout(cfg.readouts[0], cfg)
+    data = SharedData(dataset="mosi", evaluate_on="test", manifest={"train": "m.csv", "valid": "m.csv"},
+                      samples={})
+    summary = {"trainable": {"trainable": 3, "total": 9, "share": 1 / 3}, "wall_time_s": 2.0, "peak_memory_mb": 5.0,
+               "steps": 7, "best_valid_mae": 0.4}
+    trained = []
+    monkeypatch.setattr(omni_msa.train, "train", lambda run_cfg, show_progress: trained.append(run_cfg) or summary)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for partial in (json.dumps(summary)[:40], json.dumps({"steps": 7})):
+        (run_dir / TRAIN_SUMMARY).write_text(partial)               # cut off, or without its figures
+        fit = readout.fit(0, MissingnessProtocol(), run_dir, data)
+        assert fit.extra["train_steps"] == 7
+    assert len(trained) == 2 and trained[0].output_dir == str(run_dir)
+    write_json(run_dir / TRAIN_SUMMARY, {**summary, "steps": 9})
+    fit = readout.fit(0, MissingnessProtocol(), run_dir, data)
+    assert len(trained) == 2 and fit.extra["train_steps"] == 9, "a complete summary is a finished run"
 
 
 # --- the report is computed from the rows -------------------------------------------------
@@ -143,20 +224,65 @@ def test_report_follows_the_rows(tmp_path):
     run_grid(cfg, [CountingContender("discriminative", 0.4), CountingContender("generative", 1.0)], shared_data())
     results = tmp_path / "results"
     summary = write_summary(results).read_text()
-    assert "| discriminative | 2 | 0.400 ± 0.000 |" in summary
+    assert "| discriminative | 2 | 12 (0) | 0.400 ± 0.000 |" in summary
     assert "it holds here" in summary and "2.50x the discriminative one" in summary
+    assert "Not scored on the same samples" not in summary
     assert (results / "modes_mae.png").is_file() and (results / "latency.png").is_file()
 
-    rows = read_rows([results / ROWS_FILE])
+    rows = read_jsonl(results / ROWS_FILE)
     for row in rows:
         if row["model"] == "generative" and row["eval_label"] == "inter=0":
             row["metrics"]["mae"] = 0.6
-    (results / ROWS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(results / ROWS_FILE, rows)
     summary = write_summary(results).read_text()
-    assert "| generative | 2 | 0.600 ± 0.000 |" in summary
+    assert "| generative | 2 | 12 (0) | 0.600 ± 0.000 |" in summary
     assert "it does not hold here" in summary and "1.50x the discriminative one" in summary
     ratios = {r["eval_label"]: r["mae_ratio"] for r in readout_ratios(rows)}
     assert ratios == pytest.approx({"inter=0": 1.5, "keep=text": 2.5})
+
+
+def test_the_claim_is_not_testable_when_the_generative_readout_rarely_parses(tmp_path):
+    cfg = compare_config_from_dict(comparison(tmp_path))
+    generative = CountingContender("generative", 1.0, unparsable=1)       # 1 of 12 answers per row
+    run_grid(cfg, [CountingContender("discriminative", 0.4), generative], shared_data())
+    results = tmp_path / "results"
+    summary = write_summary(results).read_text()
+    assert "not testable: 8.3 % unparsable" in summary and "parsed 22 of its 24 answers" in summary
+    assert "it holds here" not in summary and "| generative | complete data | 24 |" in summary
+
+    rows = read_jsonl(results / ROWS_FILE)
+    for row in rows:                                   # 38 of 40 parsed: exactly 95 %, testable
+        if row["model"] == "generative":
+            row["status_counts"] = {"ok": 18, "unparsable": 1, "out_of_range": 1}
+    write_jsonl(results / ROWS_FILE, rows)
+    summary = write_summary(results).read_text()
+    assert "not testable" not in summary and "it holds here" in summary
+
+
+def test_the_demo_summary_says_not_testable_and_renders_its_old_rows(tmp_path):
+    results = tmp_path / "demo"
+    shutil.copytree(ROOT / "results" / "demo", results)
+    rows = read_jsonl(results / ROWS_FILE)
+    assert "sample_set" not in rows[0], "the committed rows predate the sample-set hash"
+    summary = write_summary(results).read_text()
+    assert "not testable: 100.0 % unparsable" in summary and "parsed 0 of its 38 answers" in summary
+    assert "does not hold" not in summary
+    assert "| discriminative | 2 | 19 (0) |" in summary and "| mdf | 2 | 19 (0) |" in summary
+    assert "Not scored on the same samples" not in summary
+
+
+def test_tables_name_the_models_scored_on_other_samples(tmp_path):
+    cfg = compare_config_from_dict(comparison(tmp_path))
+    contenders = [CountingContender("a", 0.4), CountingContender("b", 0.4, drop=1),
+                  CountingContender("c", 0.4, skip_first=True)]
+    run_grid(cfg, contenders, shared_data())
+    summary = write_summary(tmp_path / "results").read_text()
+    complete = summary.split("## Complete data")[1].split("## Efficiency")[0]
+    assert "| a | 2 | 12 (0) |" in complete and "| b | 2 | 11 (1) |" in complete and "| c | 2 | 12 (0) |" in complete
+    note = "Not scored on the same samples: b (11 samples, 2 errors), c (12 samples, other ids); the other rows: 12"
+    assert note in complete
+    modes = summary.split("**MAE per retention mode**")[1]
+    assert "Not scored on the same samples: b (11 samples, 2 errors), c (12 samples, other ids)" in modes
 
 
 # --- end to end: tiny Thinker readouts and a classic model on the same samples ------------
@@ -172,13 +298,16 @@ def test_demo_grid_end_to_end(tmp_path, monkeypatch):
             "omni.readouts=[discriminative, generative_zero_shot]",
             "classic=[{config: scripts/configs/mdf_synthetic.yaml, overrides: ['train.stages=[{epochs: 2}]']}]"]
     main(args)
-    rows = read_rows([tmp_path / "results" / ROWS_FILE])
+    rows = read_jsonl(tmp_path / "results" / ROWS_FILE)
     assert len(rows) == 3 * 3
     by_model = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
     assert set(by_model) == {"discriminative", "generative_zero_shot", "mdf"}
     assert len({r["n_samples"] for r in rows}) == 1, "every model is scored on the same samples"
+    assert len({r["sample_set"] for r in rows}) == 1 and all(tuple(r) == ROW_FIELDS for r in rows)
+    from omni_msa.compare.family import process_device
+    assert {r["device"] for r in rows} == {str(process_device())}, "classic models run on the omni device"
     zero_shot = by_model["generative_zero_shot"][0]
     assert zero_shot["trainable"]["trainable"] == 0 and sum(zero_shot["status_counts"].values()) == zero_shot["n_samples"]
     assert all(r["latency_ms"]["p95"] >= r["latency_ms"]["p50"] > 0 for r in rows)
@@ -188,7 +317,7 @@ def test_demo_grid_end_to_end(tmp_path, monkeypatch):
     assert len(ids) == len(set(ids)) == rows[0]["n_samples"]
     assert (tmp_path / "results" / "summary.md").is_file()
     main(args)                                       # everything finished: nothing is redone
-    assert read_rows([tmp_path / "results" / ROWS_FILE]) == rows
+    assert read_jsonl(tmp_path / "results" / ROWS_FILE) == rows
 
 
 def test_grid_under_two_processes(tmp_path):
@@ -205,7 +334,7 @@ def test_grid_under_two_processes(tmp_path):
                "classic=[{config: scripts/configs/mdf_synthetic.yaml, overrides: ['train.stages=[{epochs: 1}]']}]"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = read_rows([tmp_path / "results" / ROWS_FILE])
+    rows = read_jsonl(tmp_path / "results" / ROWS_FILE)
     assert sorted((r["model"], r["eval_label"]) for r in rows) == [
         ("discriminative", "inter=0"), ("discriminative", "keep=text"), ("mdf", "inter=0"), ("mdf", "keep=text")]
     for row in rows:

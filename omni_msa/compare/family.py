@@ -3,19 +3,26 @@
 A contender is one line of the comparison: an omni readout or a classic model. The harness
 calls `fit` once per (seed, training protocol) and `evaluate` once per evaluation protocol;
 metrics, latency statistics and rows are computed by the harness from what `evaluate` returns,
-the same way for every family.
+the same way for every family. `settings(data)` includes the data's fingerprint
+(`with_data`), so a contender's settings, and with them its run keys, change with the data.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from omni_msa.data.fingerprint import DataFingerprint, data_fingerprint
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import Sample
+from omni_msa.files import read_json
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,10 +39,26 @@ class SharedData:
     skip_invalid: bool = False
     media_cache_dir: str | None = None
     reader_errors: list[dict[str, Any]] = field(default_factory=list)
+    synthetic: dict[str, Any] | None = None  # the generation spec, when the samples are the built-in set
+    _fingerprint: DataFingerprint | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def eval_samples(self) -> list[Sample]:
         return self.samples[self.evaluate_on]
+
+    @property
+    def fingerprint(self) -> DataFingerprint:
+        """The content fingerprint of the manifests and features read (computed once)."""
+        if self._fingerprint is None:
+            self._fingerprint = data_fingerprint(
+                self.dataset, self.evaluate_on, manifests=self.manifest, features=self.features,
+                synthetic=self.synthetic, skip_invalid=self.skip_invalid, features_layout=self.features_layout)
+        return self._fingerprint
+
+
+def with_data(settings: dict[str, Any], data: SharedData | None) -> dict[str, Any]:
+    """`settings` with the data's fingerprint under "data" (unchanged without data)."""
+    return settings if data is None else {**settings, "data": data.fingerprint.to_dict()}
 
 
 @dataclass
@@ -47,7 +70,8 @@ class FitInfo:
     wall_time_s: float
     peak_memory_mb: float | None
     peak_memory_scope: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # more of what the fit reports (the row's `training`)
+    device: str | None = None                # where it trained
 
 
 @dataclass
@@ -62,14 +86,45 @@ class EvalResult:
     errors: int = 0                          # samples that failed (recorded in `predictions`' errors file)
     predictions: str | None = None           # per-sample predictions file, if written
     eval_time_s: float = 0.0
+    device: str | None = None                # where it was scored
+
+
+def finished_record(path: str | Path, keys: Sequence[str]) -> dict[str, Any] | None:
+    """The JSON record a finished fit left at `path` (a train summary, a fit record), or None
+    when there is none, or it is unreadable or lacks one of `keys` (a partial write): then the
+    fit counts as unfinished and is run again (it resumes from its own checkpoints)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except (OSError, ValueError) as error:
+        logger.warning("%s is unreadable (%s): the run counts as unfinished", path, error)
+        return None
+    missing = [k for k in keys if k not in record] if isinstance(record, dict) else list(keys)
+    if missing:
+        logger.warning("%s lacks %s: the run counts as unfinished", path, missing)
+        return None
+    return record
+
+
+def process_device() -> Any:
+    """The `torch.device` this process's models run on: accelerate's for this process (its CUDA
+    device when CUDA is available, else the CPU). Every family trains and scores there, so
+    latencies and memory figures of one grid compare like with like."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).device
 
 
 class Contender(Protocol):
     name: str                                # the row's `model`
     family: str                              # "omni" or "classic"
 
-    def settings(self) -> dict[str, Any]:
-        """Everything that defines this contender (goes into the row and its fingerprint)."""
+    def settings(self, data: SharedData | None = None) -> dict[str, Any]:
+        """Everything that defines this contender (goes into the row and its fingerprint); with
+        `data`, its fingerprint too (`with_data`)."""
 
     def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:
         """Train (or reuse a finished run in `run_dir`); resumes an interrupted one."""

@@ -3,13 +3,13 @@
 Each trained readout is an ordinary `omni_msa.train` run (so it resumes after a kill), scored
 with the batch scorer (`omni_msa.score.score_file`: sharded under accelerate, resumable,
 per-sample latency, an errors file). The zero-shot readout is the generative readout on the
-bare backbone.
+bare backbone. A run is finished when its `train_summary.json` (written last by training) reads
+as a complete summary; otherwise training is started again and resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from omni_msa.compare.config import CompareConfig, ReadoutSpec
-from omni_msa.compare.family import EvalResult, FitInfo, SharedData
+from omni_msa.compare.family import EvalResult, FitInfo, SharedData, finished_record, process_device, with_data
 from omni_msa.config import RunConfig, config_from_dict
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import DataError
@@ -25,6 +25,8 @@ from omni_msa.readouts import get_readout
 from omni_msa.scoring_io import errors_path_for, read_predictions
 
 TRAIN_SUMMARY = "train_summary.json"
+# what a finished run's summary must hold for the grid to reuse it
+SUMMARY_KEYS = ("trainable", "wall_time_s", "peak_memory_mb", "steps", "best_valid_mae")
 
 
 def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -47,14 +49,14 @@ class OmniReadout:
         self._loaded: tuple[str, Any, RunConfig] | None = None
         self._zero_shot_cfg: RunConfig | None = None
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self, data: SharedData | None = None) -> dict[str, Any]:
         settings = copy.deepcopy(self.raw)
         settings["zero_shot"] = self.spec.zero_shot
         if self.spec.zero_shot:        # nothing is trained: optimisation settings do not apply
             settings.pop("optim", None)
         else:
             settings["checkpoint"] = self.checkpoint_choice
-        return settings
+        return with_data(settings, data)
 
     def run_config(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> RunConfig:
         raw = copy.deepcopy(self.raw)
@@ -68,14 +70,13 @@ class OmniReadout:
 
     def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:
         cfg = self.run_config(seed, train_protocol, run_dir, data)
+        device = str(process_device())
         if self.spec.zero_shot:
             self._zero_shot_cfg = cfg
             return FitInfo(checkpoint=None, trainable={"trainable": 0, "total": None, "share": 0.0},
-                           wall_time_s=0.0, peak_memory_mb=None)
-        summary_path = run_dir / TRAIN_SUMMARY
-        if summary_path.is_file():
-            summary = json.loads(summary_path.read_text())
-        else:
+                           wall_time_s=0.0, peak_memory_mb=None, device=device)
+        summary = finished_record(run_dir / TRAIN_SUMMARY, SUMMARY_KEYS)
+        if summary is None:
             from omni_msa.train import train
 
             summary = train(cfg, show_progress=True)
@@ -83,7 +84,7 @@ class OmniReadout:
         return FitInfo(checkpoint=str(checkpoint), trainable=summary["trainable"], wall_time_s=summary["wall_time_s"],
                        peak_memory_mb=summary["peak_memory_mb"], peak_memory_scope=summary.get("peak_memory_scope"),
                        extra={"train_steps": summary["steps"], "best_valid_mae": summary["best_valid_mae"],
-                              "skipped_invalid": len(summary.get("skipped_invalid", []))})
+                              "skipped_invalid": len(summary.get("skipped_invalid", []))}, device=device)
 
     def _scorer(self, fit: FitInfo, data: SharedData) -> tuple[Any, RunConfig]:
         """The readout to score with: the fitted checkpoint reloaded, or the bare backbone."""
@@ -137,7 +138,8 @@ class OmniReadout:
                           preds=np.array([r["pred"] for r in rows]),
                           latency_ms=np.array([r["latency_ms"] for r in rows]),
                           statuses=[r["status"] for r in rows] if get_readout(self.spec.kind).parsed else None,
-                          errors=errors, predictions=str(out_path), eval_time_s=time.perf_counter() - started)
+                          errors=errors, predictions=str(out_path), eval_time_s=time.perf_counter() - started,
+                          device=str(process_device()))
 
     def release(self) -> None:
         self._loaded = None

@@ -1,8 +1,11 @@
 """The comparison summary: everything computed from the rows of `<results_dir>/runs.jsonl`.
 
-    summary.md    the paper-layout table (mean ± std over seeds on complete data), efficiency,
-                  the generative-to-discriminative MAE and latency ratios, parse statuses,
-                  robustness tables, and the list of samples the readers skipped
+    summary.md    the paper-layout table (mean ± std over seeds on complete data, with the samples
+                  each model was scored on and its errors), efficiency, the generative-to-
+                  discriminative MAE and latency ratios (the published claim is "not testable"
+                  when the generative readout parses fewer than 95 % of its complete-data
+                  answers), parse statuses, robustness tables, and the samples the readers
+                  skipped; a table whose rows were scored on different samples says so
     *.png         MAE against the inter and intra rate (band = seed spread), bars per retention
                   mode, latency per model
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,13 @@ import numpy as np
 
 from omni_msa.compare.grid import ROWS_FILE
 from omni_msa.datasets import get_dataset
-from omni_msa.report import _pyplot, aggregate, caption, dedupe, protocol_kind, read_rows, write_report
+from omni_msa.files import atomic_write_text, read_json, read_jsonl
+from omni_msa.report import _pyplot, aggregate, caption, dedupe, protocol_kind, with_sample_set_note, write_report
 
 SKIPPED_FILE = "skipped_samples.json"
+# below this share of parsed complete-data answers the generative readout's MAE is mostly the fallback's
+MIN_PARSED_SHARE = 0.95
+
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     values = np.asarray([v for v in values if v is not None], dtype=np.float64)
@@ -50,8 +57,9 @@ def paper_table(rows: Sequence[Mapping[str, Any]]) -> str:
     spec = get_dataset(dataset)
     columns = spec.paper_columns
     groups = aggregate(rows, by=("model",))
-    lines = [f"_{caption(dataset)}_", "", "| Model | n | " + " | ".join(c for c, _ in columns) + " |",
-             "|---|---:|" + "---:|" * len(columns)]
+    lines = [f"_{caption(dataset)}_", "",
+             "| Model | n | scored samples (errors) | " + " | ".join(c for c, _ in columns) + " |",
+             "|---|---:|---:|" + "---:|" * len(columns)]
     for (model,), group in groups.items():
         cells = []
         for _, keys in columns:
@@ -61,8 +69,23 @@ def paper_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 raw = key in spec.raw_metrics
                 parts.append(_pm(mean, std, 3 if raw else 1, 1.0 if raw else 100.0))
             cells.append(" / ".join(parts))
-        lines.append(f"| {model} | {group['n']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {model} | {group['n']} | {scored(r for r in rows if r['model'] == model)} | "
+                     + " | ".join(cells) + " |")
+    return with_sample_set_note("\n".join(lines) + "\n", rows)
+
+
+def _span(values: Sequence[Any]) -> str:
+    known = sorted(v for v in values if v is not None)
+    if not known:
+        return "–"
+    return str(known[0]) if known[0] == known[-1] else f"{known[0]}-{known[-1]}"
+
+
+def scored(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The samples a model's rows were scored on and their failed samples, e.g. "19 (0)" or
+    "18-19 (0-1)" where rows differ; "–" for what old rows do not record."""
+    rows = list(rows)
+    return f"{_span([r.get('n_samples') for r in rows])} ({_span([r.get('n_errors') for r in rows])})"
 
 
 def efficiency_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -85,7 +108,7 @@ def efficiency_table(rows: Sequence[Mapping[str, Any]]) -> str:
         mem += f" / {_pm(*_mean_std(scoring), 0)}" if scoring else " / –"
         lines.append(f"| {model} | {params} | {_pm(*lat, 2)} ({p50:.2f} / {p95:.2f}) | {_pm(*thr, 1)} | "
                      f"{wall} | {mem} |")
-    return "\n".join(lines) + "\n"
+    return with_sample_set_note("\n".join(lines) + "\n", rows)
 
 
 def _one_per_seed(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -116,8 +139,37 @@ def readout_ratios(rows: Sequence[Mapping[str, Any]], numerator: str = "generati
     return out
 
 
-def ratio_section(rows: Sequence[Mapping[str, Any]]) -> str:
-    ratios = readout_ratios(rows)
+def parsed_answers(rows: Sequence[Mapping[str, Any]]) -> tuple[int, int] | None:
+    """(parsed, all) answers over the rows' parse statuses; None when the rows record none
+    (a readout that does not parse text). Out-of-range numbers count as parsed."""
+    counts = [r["status_counts"] for r in rows if r.get("status_counts")]
+    if not counts:
+        return None
+    total = sum(sum(c.values()) for c in counts)
+    return total - sum(c.get("unparsable", 0) for c in counts), total
+
+
+def _verdict(rows: Sequence[Mapping[str, Any]], complete: Mapping[str, Any], numerator: str) -> str:
+    claim = "**Published claim (generative MAE at least twice the discriminative one after equal supervised training): "
+    answers = parsed_answers([r for r in rows if r["model"] == numerator and r["eval_label"] == complete["eval_label"]
+                              and r["seed"] in complete["seeds"]])
+    if answers is not None and answers[1] and answers[0] < MIN_PARSED_SHARE * answers[1]:
+        parsed, total = answers
+        return (f"{claim}not testable: {100 * (total - parsed) / total:.1f} % unparsable.** On "
+                f"{complete['eval_label']} the {numerator} readout parsed {parsed} of its {total} answers (fewer "
+                f"than {100 * MIN_PARSED_SHARE:.0f} %), so its MAE ({complete['mae_num']:.3f}) is mostly that of the "
+                f"fallback prediction, not of the readout.")
+    verdict = "holds" if complete["mae_ratio"] >= 2.0 else "does not hold"
+    return (f"{claim}it {verdict} here.** On {complete['eval_label']} the generative "
+            f"readout's MAE is {complete['mae_ratio']:.2f}x the discriminative one "
+            f"({complete['mae_num']:.3f} vs {complete['mae_den']:.3f}, seeds {complete['seeds']}), "
+            f"and it takes {complete['latency_ratio']:.2f}x the discriminative time per sample, "
+            f"measured in the same run.")
+
+
+def ratio_section(rows: Sequence[Mapping[str, Any]], numerator: str = "generative",
+                  denominator: str = "discriminative") -> str:
+    ratios = readout_ratios(rows, numerator, denominator)
     if not ratios:
         return ""
     lines = ["| Evaluation | MAE generative | MAE discriminative | ratio (of seed means) | ratio per seed "
@@ -126,15 +178,9 @@ def ratio_section(rows: Sequence[Mapping[str, Any]]) -> str:
         per_seed = ", ".join(f"{x:.2f}" for x in r["mae_ratio_per_seed"])
         lines.append(f"| {r['eval_label']} | {r['mae_num']:.3f} | {r['mae_den']:.3f} | {r['mae_ratio']:.2f} | "
                      f"{per_seed} | {r['latency_ratio']:.2f} |")
+    table = with_sample_set_note("\n".join(lines) + "\n", [r for r in rows if r["model"] in (numerator, denominator)])
     complete = next((r for r in ratios if r["eval_label"] == complete_label(rows)), ratios[0])
-    verdict = "holds" if complete["mae_ratio"] >= 2.0 else "does not hold"
-    lines += ["", f"**Published claim (generative MAE at least twice the discriminative one after equal "
-                  f"supervised training): it {verdict} here.** On {complete['eval_label']} the generative "
-                  f"readout's MAE is {complete['mae_ratio']:.2f}x the discriminative one "
-                  f"({complete['mae_num']:.3f} vs {complete['mae_den']:.3f}, seeds {complete['seeds']}), "
-                  f"and it takes {complete['latency_ratio']:.2f}x the discriminative time per sample, "
-                  f"measured in the same run."]
-    return "\n".join(lines) + "\n"
+    return table + "\n" + _verdict(rows, complete, numerator) + "\n"
 
 
 def complete_label(rows: Sequence[Mapping[str, Any]]) -> str | None:
@@ -232,11 +278,11 @@ def write_summary(results_dir: str | Path) -> Path:
     """Write summary.md and the plots into `results_dir` from its runs.jsonl (and the samples the
     readers skipped, from skipped_samples.json when the grid wrote one)."""
     results_dir = Path(results_dir)
-    rows = dedupe(read_rows([results_dir / ROWS_FILE]))
+    rows = dedupe(read_jsonl(results_dir / ROWS_FILE))
     if not rows:
         raise ValueError(f"{results_dir / ROWS_FILE}: no rows")
     skipped_file = results_dir / SKIPPED_FILE
-    reader_errors = json.loads(skipped_file.read_text()) if skipped_file.is_file() else []
+    reader_errors = read_json(skipped_file) if skipped_file.is_file() else []
     dataset = rows[0]["dataset"]
     complete = complete_rows(rows)
     parts = _header(rows, results_dir)
@@ -260,5 +306,5 @@ def write_summary(results_dir: str | Path) -> Path:
         parts += ["## Samples the readers skipped", "", "| id | field | reason |", "|---|---|---|"]
         parts += [f"| {e['id']} | {e['field']} | {e['reason']} |" for e in reader_errors] + [""]
     summary = results_dir / "summary.md"
-    summary.write_text("\n".join(parts))
+    atomic_write_text(summary, "\n".join(parts))
     return summary

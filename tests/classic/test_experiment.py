@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from omni_msa.data.record import MODALITIES
+from omni_msa.report import ROW_FIELDS
 from omni_msa.yaml_config import apply_overrides
 
 from classic_msa.config import load_classic_config, run_config_from_dict
@@ -18,7 +19,6 @@ from classic_msa.trainer import load_checkpoint
 from .conftest import TINY_MDF
 
 REPO = Path(__file__).resolve().parents[2]
-ROW_FIELDS = {"model", "dataset", "seed", "train_protocol", "eval_protocol", "metrics", "n_params", "wall_time_s"}
 
 
 def test_overrides_are_dotted_and_parsed_as_yaml():
@@ -65,13 +65,17 @@ def test_script_trains_evaluates_writes_rows_and_resumes(synthetic, synthetic_di
 
     results = tmp_path / "run" / "results.jsonl"
     rows = [json.loads(line) for line in results.read_text().splitlines()]
-    assert len(rows) == 9 and all(ROW_FIELDS <= set(row) for row in rows)
+    assert len(rows) == 9 and all(tuple(row) == ROW_FIELDS for row in rows), "the grid's row schema"
     assert {row["seed"] for row in rows} == {7}
     assert rows[0]["train_protocol"] == {"inter_rate": 0.2, "intra_rate": "uniform", "keep": None, "seed": 7}
     assert rows[0]["eval_protocol"] == {"inter_rate": 0.0, "intra_rate": 0.0, "keep": None, "seed": 7}
     assert rows[-1]["eval_protocol"]["seed"] == 11
     assert rows[1]["eval_protocol"]["keep"] == ["text"]
     assert rows[0]["n_samples"] == len(synthetic["test"]) and rows[0]["n_params"] > 0
+    assert rows[0]["family"] == "classic" and rows[0]["device"] == "cpu" and rows[0]["n_errors"] == 0
+    assert len({r["sample_set"] for r in rows}) == 1 and rows[0]["latency_ms"]["p95"] >= rows[0]["latency_ms"]["p50"]
+    assert rows[0]["data_fingerprint"] == rows[0]["settings"]["data"]["digest"]
+    assert rows[0]["settings"]["data"]["files"] == {"features": _sha256(synthetic_dir / "unaligned.pkl")}
 
     seed_dir = tmp_path / "run" / "seed7"
     metrics = json.loads((seed_dir / "metrics.json").read_text())
@@ -83,6 +87,12 @@ def test_script_trains_evaluates_writes_rows_and_resumes(synthetic, synthetic_di
 
     resumed = run_experiment(load_classic_config(config_path, ["seeds=[7]"]), resume=True)
     assert resumed == rows and len(results.read_text().splitlines()) == 9
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_input_dims_come_from_the_data(synthetic):

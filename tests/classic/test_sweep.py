@@ -1,16 +1,20 @@
 import copy
 import json
 import runpy
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from omni_msa.data.missing import RETENTION_MODES, MissingnessProtocol
+from omni_msa.files import read_jsonl
+from omni_msa.report import ROW_FIELDS, aggregate, metrics_table, pivot_table, plot_mode_bars, plot_rate_curves
 
+from classic_msa import data as classic_data
 from classic_msa.evaluation import evaluate
 from classic_msa.model import build_model
-from omni_msa.report import aggregate, metrics_table, pivot_table, plot_mode_bars, plot_rate_curves, read_rows
 from classic_msa.sweep import checkpoint_dirs
 from classic_msa.trainer import Trainer, TrainConfig, load_checkpoint
 
@@ -42,6 +46,21 @@ def test_table_is_computed_from_the_rows():
     assert "| inter=0.5 | 10.00 ± 0.00 | – |" in pivot_table(changed, "acc5")
     with pytest.raises(ValueError, match="datasets"):
         metrics_table(rows + [{**rows[0], "dataset": "sims"}])
+
+
+def test_a_table_of_rows_on_other_samples_says_which_models_differ():
+    rows = [{**_row("a", s, 0.0), "n_samples": 20, "sample_set": "x"} for s in (0, 1)]
+    assert "Not scored" not in metrics_table(rows) + pivot_table(rows, "mae")
+    rows += [{**_row("b", 0, 0.0), "n_samples": 20, "sample_set": "y"}, {**_row("c", 0, 0.0), "n_samples": 19}]
+    note = "Not scored on the same samples: b (20 samples, other ids), c (19 samples); the other rows: 20 samples."
+    assert note in metrics_table(rows) and note in pivot_table(rows, "mae")
+    old = [_row("a", 0, 0.0), _row("b", 0, 0.0)]             # rows without n_samples or sample_set render
+    assert "Not scored" not in pivot_table(old, "mae")
+
+
+def test_null_metrics_render_as_nan():
+    rows = [_row("a", 0, 0.0), _row("a", 1, 0.0, corr=None)]
+    assert "| a | inter=0 | 2 | 0.5000 ± 0.0000 | nan |" in metrics_table(rows)
 
 
 def test_plots_are_written(tmp_path):
@@ -76,15 +95,15 @@ def test_sweep_script_writes_one_row_per_protocol_and_seed(trained_run, syntheti
     out = tmp_path / "out"
     script["main"](["--checkpoint", str(trained_run), "--grid", "modes", "--eval-seeds", "3", "4",
                     "--config", str(config_path), "--out", str(out)])
-    rows = read_rows([out / "sweep_modes.jsonl"])
+    rows = read_jsonl(out / "sweep_modes.jsonl")
     assert len(rows) == 2 * 2 * 7                                   # training seeds x eval seeds x modes
     keys = {(r["seed"], r["eval_protocol"]["seed"], r["eval_label"]) for r in rows}
     assert len(keys) == len(rows)
     assert {r["seed"] for r in rows} == {0, 1} and {r["eval_protocol"]["seed"] for r in rows} == {3, 4}
     first = rows[0]
-    assert {"model", "dataset", "seed", "split", "train_protocol", "eval_protocol", "eval_label", "metrics",
-            "n_params", "n_samples", "checkpoint"} <= set(first)
-    assert first["n_samples"] == len(synthetic["test"])
+    assert all(tuple(row) == ROW_FIELDS for row in rows), "the grid's and the experiment's row schema"
+    assert first["n_samples"] == len(synthetic["test"]) and first["grid"] == "modes" and first["family"] == "classic"
+    assert first["device"] == "cpu" and first["settings"]["data"]["digest"] == first["data_fingerprint"]
     # the metrics are those of the checkpoint evaluated under that exact protocol
     model = load_checkpoint(first["checkpoint"])
     again = evaluate(model, synthetic["test"], dataset="mosi",
@@ -111,3 +130,35 @@ def test_sweep_inter_grid_defaults_to_training_seeds(trained_run, synthetic_dir,
         assert (out / f"inter_{metric}.png").stat().st_size > 1000
     with pytest.raises(FileNotFoundError, match="seed"):
         checkpoint_dirs(trained_run, seeds=[7])
+
+
+class DeviceTensor(torch.Tensor):
+    """Stands in for a tensor on an accelerator: like a CUDA tensor it refuses `.numpy()` until
+    it is copied to the host with `.cpu()`."""
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert a device tensor to numpy; use .cpu() first")
+
+    def cpu(self, *args, **kwargs):
+        return torch.Tensor.cpu(self, *args, **kwargs).as_subclass(torch.Tensor)
+
+
+def test_evaluation_on_a_device_never_calls_numpy_on_a_device_tensor(synthetic, monkeypatch):
+    model = build_model("mdf", TINY_MDF)
+    expected = evaluate(model, synthetic["test"], dataset="mosi", batch_size=16)
+    moved_to = []
+    original = classic_data.FeatureBatch.to
+
+    def to_device(batch, device):
+        moved_to.append(str(device))
+        moved = original(batch, device)
+        wrap = lambda v: v.as_subclass(DeviceTensor) if isinstance(v, torch.Tensor) else v  # noqa: E731
+        return classic_data.FeatureBatch(**{f.name: ({k: wrap(x) for k, x in value.items()} if isinstance(value, dict)
+                                                     else wrap(value))
+                                            for f in fields(moved) for value in [getattr(moved, f.name)]})
+
+    monkeypatch.setattr(classic_data.FeatureBatch, "to", to_device)
+    result = evaluate(model, synthetic["test"], dataset="mosi", batch_size=16, device=torch.device("cpu"))
+    assert moved_to and set(moved_to) == {"cpu"}
+    assert result.ids == expected.ids and result.labels.tolist() == expected.labels.tolist()
+    assert result.metrics == pytest.approx(expected.metrics)
