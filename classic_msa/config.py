@@ -111,4 +111,5 @@ def run_config_from_dict(raw: dict[str, Any]) -> ClassicRunConfig:
     return build(ClassicRunConfig, raw)
 
 
-RunConfig = ClassicRunConfig   # old name, until classic_msa/experiment.py and sweep.py import the new one
+# The old name, until classic_msa/experiment.py and classic_msa/sweep.py import ClassicRunConfig.
+RunConfig = ClassicRunConfig

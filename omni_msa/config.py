@@ -162,4 +162,6 @@ def _with_run_seed(raw: Mapping[str, Any]) -> dict[str, Any]:
     return raw
 
 
-RunConfig = OmniRunConfig   # old name, until the modules listed in the config layer's report import the new one
+# The old name, until assemble.py, score.py, compare/omni_family.py, train.py, scripts/score.py,
+# scripts/bench_readout_latency.py and tests/conftest.py import OmniRunConfig.
+RunConfig = OmniRunConfig
