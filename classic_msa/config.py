@@ -8,36 +8,41 @@
     train: {lr: 1.0e-3, stages: [{epochs: 30}], train_protocol: {intra_rate: uniform}}
     eval_protocols: [{}, {grid: modes}, {inter_rate: 0.5, intra_rate: 0.5}]
 
-`train` is a `TrainConfig` (its `seed` is set per run from `seeds`). Each `eval_protocols`
-entry is a `MissingnessProtocol` dict, or {grid: inter|intra|modes[, intra_rate]} for a standard
-sweep; without a seed it takes the run's seed. {} is complete data.
+Built by the one config layer (`omni_msa.config_layer`): an unknown key anywhere, the model's
+options and the `train` section included, is refused with its dotted path and the file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omni_msa.config_layer import ConfigError, build, load
 from omni_msa.data.missing import MissingnessProtocol, expand_protocols
 from omni_msa.data.record import label_range
-from omni_msa.yaml_config import load_yaml_config
 
+from classic_msa.model import model_class
 from classic_msa.trainer import TrainConfig
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """An MMSA feature pickle (`path`) or the built-in synthetic set (`synthetic_n` samples,
-    written to `synthetic_dir`, default <output_dir>/data)."""
+    """Where the features come from: an MMSA feature pickle or the built-in synthetic set."""
 
     dataset: str = "mosi"
+    """mosi, mosei or sims: the label range and the metrics."""
     path: str | None = None
+    """An MMSA feature pickle (exactly one of `path` and `synthetic_n`)."""
     layout: str | None = None
+    """aligned / unaligned, when the file name does not say."""
     skip_invalid: bool = False
+    """Skip samples that fail validation (reported) instead of failing the run."""
     synthetic_n: int | None = None
+    """Samples of the built-in synthetic set (MOSI unaligned shapes)."""
     synthetic_seed: int = 0
     synthetic_dir: str | None = None
+    """Where the synthetic pickle is written; default <output_dir>/data."""
 
     def __post_init__(self) -> None:
         label_range(self.dataset)
@@ -46,22 +51,41 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class ClassicRunConfig:
+    """One classic model trained with each seed, then evaluated under each protocol."""
+
     output_dir: str
+    """Checkpoints (`seed<k>/`) and results.jsonl."""
     model: dict[str, Any]
+    """`name`: a registered classic model; every other key is an option of its config class
+    (`<modality>_dim` are read from the data)."""
     data: DataConfig
     train: dict[str, Any] = field(default_factory=dict)
+    """A `classic_msa.trainer.TrainConfig` mapping; its `seed` is set per run from `seeds`. Kept as
+    written (it is part of the comparison harness's run key) and checked on load."""
     seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds, one run each."""
     eval_protocols: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    """Each a `MissingnessProtocol` dict, or {grid: inter|intra|modes[, intra_rate]} for a standard
+    sweep; without a seed it takes the run's seed. {} is complete data."""
     threads: int | None = None
+    """torch intra-op threads (None: torch's default)."""
 
     def __post_init__(self) -> None:
         if "name" not in self.model:
-            raise ValueError("model needs a `name` (a registered classic model)")
+            raise ConfigError("missing required key (a registered classic model)", key="model.name")
+        try:
+            config_class = model_class(self.model_name).config_class
+        except ValueError as error:
+            raise ConfigError(str(error), key="model.name") from None
+        build(config_class, self.model_options, at="model")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be a non-empty list without repeats, got {self.seeds}")
+            raise ConfigError(f"must be a non-empty list without repeats, got {self.seeds}", key="seeds")
         self.train_config(self.seeds[0])
-        self.protocols(self.seeds[0])
+        try:
+            self.protocols(self.seeds[0])
+        except ValueError as error:
+            raise ConfigError(str(error), key="eval_protocols") from None
 
     @property
     def model_name(self) -> str:
@@ -72,26 +96,20 @@ class RunConfig:
         return {k: v for k, v in self.model.items() if k != "name"}
 
     def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig.from_dict({**self.train, "seed": seed})
+        return TrainConfig.from_dict({**self.train, "seed": seed}, at="train")
 
     def protocols(self, seed: int) -> list[MissingnessProtocol]:
         """The evaluation protocols for one seed, sweeps expanded."""
         return expand_protocols(self.eval_protocols, seed)
 
 
-def load_classic_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    return run_config_from_dict(load_yaml_config(path, overrides))
+def load_classic_config(path: str | Path, overrides: list[str] | None = None) -> ClassicRunConfig:
+    return load(ClassicRunConfig, path, overrides)
 
 
-def run_config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    known = {f.name for f in fields(RunConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"unknown config sections {unknown}; known: {sorted(known)}")
-    if "output_dir" not in raw or "model" not in raw or "data" not in raw:
-        raise ValueError("a run config needs `output_dir`, `model` and `data`")
-    data_keys = {f.name for f in fields(DataConfig)}
-    bad = sorted(set(raw["data"]) - data_keys)
-    if bad:
-        raise ValueError(f"unknown data keys {bad}; known: {sorted(data_keys)}")
-    return RunConfig(**{**raw, "data": DataConfig(**raw["data"])})
+def run_config_from_dict(raw: dict[str, Any]) -> ClassicRunConfig:
+    return build(ClassicRunConfig, raw)
+
+
+# The old name, until classic_msa/experiment.py and classic_msa/sweep.py import ClassicRunConfig.
+RunConfig = ClassicRunConfig

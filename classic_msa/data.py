@@ -2,9 +2,10 @@
 
 Missingness goes through the shared layer (`MissingnessProtocol.draw`, `apply_to_features`,
 `feature_integrity`), so a classic model sees exactly what every other family sees for the same
-(protocol, seed, sample id). Training re-draws every epoch: epoch e uses the protocol with seed
-derive_seed(base seed, "epoch", e), so the LNLN regime (intra ~ U(0, 1) per sample and modality,
-plus an inter rate) gives fresh masks each epoch yet a resumed run sees the same ones.
+(protocol, seed, sample id). Training re-draws every epoch: epoch e uses
+`omni_msa.seeding.epoch_protocol(protocol, e)`, the rule every trainer shares, so the LNLN regime
+(intra ~ U(0, 1) per sample and modality, plus an inter rate) gives fresh masks each epoch yet a
+resumed run sees the same ones.
 """
 
 from __future__ import annotations
@@ -24,15 +25,9 @@ from omni_msa.data.missing import (
 )
 from omni_msa.data.mmsa import stack_features
 from omni_msa.data.record import MODALITIES, Sample
-
-from classic_msa.seeding import derive_seed
+from omni_msa.seeding import derive_seed, epoch_protocol
 
 COMPLETE = MissingnessProtocol()
-
-
-def epoch_protocol(protocol: MissingnessProtocol, epoch: int) -> MissingnessProtocol:
-    """The protocol re-seeded for one training epoch (a pure function of base seed and epoch)."""
-    return protocol.with_seed(derive_seed(protocol.seed, "epoch", epoch))
 
 
 @dataclass

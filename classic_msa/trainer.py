@@ -1,9 +1,9 @@
 """The generic trainer for feature-level models.
 
-AdamW (no weight decay on biases and norm weights), warm-up then cosine or plateau schedule per
-stage, gradient clipping, early stopping and checkpoint selection on valid MAE (never test),
-missingness during training (re-drawn per epoch) and validation, multi-stage training, and
-exact resume.
+AdamW (weight decay only on parameters with ndim >= 2, the rule of `omni_msa.optim`), warm-up
+then cosine or plateau schedule per stage, gradient clipping, early stopping and checkpoint
+selection on valid MAE (never test), missingness during training (re-drawn per epoch) and
+validation, multi-stage training, and exact resume.
 
 Stages run in order. A stage freezes named parameter groups, enables loss terms with weights,
 and gets a fresh optimizer and schedule. With `select_on_valid` it stops early after `patience`
@@ -11,13 +11,14 @@ epochs without a better valid MAE and hands its best weights to the next stage; 
 (e.g. a pre-training stage whose valid MAE means little) it runs all its epochs and hands over
 the last weights.
 
-Determinism: before every epoch torch is re-seeded from (seed, global epoch) and the loader
-derives its shuffle and missingness seeds from the same pair, so an epoch's randomness does not
-depend on how the run got there. With `out_dir` the trainer writes after every epoch:
-`trainer_state.safetensors` (weights, optimizer, schedule, counters, history; one atomic file),
-`best.safetensors` (the stage's best weights, when improved), and at the end `model.safetensors`
-(the selected weights) next to `config.json`. `fit(resume=True)` continues from the state file
-and ends with the same weights as an uninterrupted run.
+Determinism: before every epoch torch is re-seeded from (seed, global epoch), the loader derives
+its shuffle seed from the same pair and its masks from (protocol, global epoch) (the shared rules
+of `omni_msa.seeding`), so an epoch's randomness does not depend on how the run got there. With
+`out_dir` the trainer writes after every epoch: `trainer_state.safetensors` (weights, optimizer,
+schedule, counters, history; one atomic file), `best.safetensors` (the stage's best weights, when
+improved), and at the end `model.safetensors` (the selected weights) next to `config.json`.
+`fit(resume=True)` continues from the state file and ends with the same weights as an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -27,24 +28,26 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from omni_msa.config_layer import build, check_literals
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import Sample
+from omni_msa.optim import param_groups
+from omni_msa.seeding import derive_seed
 
 from classic_msa.checkpoint import load_state, load_weights, save_state, save_weights, write_json
 from classic_msa.data import FeatureLoader
 from classic_msa.evaluation import evaluate
 from classic_msa.model import FeatureModel, build_model
 from classic_msa.schedule import LRSchedule
-from classic_msa.seeding import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -54,48 +57,60 @@ BEST_FILE = "best.safetensors"
 STATE_FILE = "trainer_state.safetensors"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stage:
-    """One training stage. `losses` maps loss-term names to weights (terms not listed are off);
-    None uses the model's `default_loss_weights()`. `lr` overrides `TrainConfig.lr`."""
+    """One training stage: which parameter groups it freezes and which loss terms it trains on."""
 
     name: str = "main"
+    """Shown in logs and history records."""
     epochs: int = 30
+    """Epochs of this stage (fewer with early stopping)."""
     frozen: list[str] = field(default_factory=list)
+    """Named parameter groups (`FeatureModel.parameter_groups()`) held fixed during the stage."""
     losses: dict[str, float] | None = None
+    """Loss-term names -> weights; terms not listed are off. None: the model's `default_loss_weights()`."""
     lr: float | None = None
+    """The stage's learning rate; None: `TrainConfig.lr`."""
     select_on_valid: bool = True
+    """Early stopping and best-epoch selection on valid MAE; False (e.g. a pre-training stage whose
+    valid MAE means little) runs every epoch and hands the last weights to the next stage."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Trainer settings. `train_protocol` / `valid_protocol` are `MissingnessProtocol` dicts
-    (None = complete data); without a "seed" key they take `seed`. The training protocol is
-    re-drawn each epoch; e.g. {"inter_rate": 0.3, "intra_rate": "uniform"} is the LNLN regime.
-    `group_lr` gives named parameter groups their own learning rate. `warmup_ratio` is the
-    share of each stage's steps spent warming up; `patience` 0 disables early stopping and
-    `grad_clip` 0 disables clipping."""
+    """Trainer settings (the `train` section of a classic run config)."""
 
     lr: float = 1e-3
+    """AdamW learning rate of every group without its own (`group_lr`, `Stage.lr`)."""
     weight_decay: float = 0.01
+    """AdamW weight decay, on parameters with ndim >= 2 only (`omni_msa.optim.param_groups`)."""
     batch_size: int = 32
     eval_batch_size: int = 256
-    schedule: str = "cosine"
+    schedule: Literal["cosine", "plateau", "constant"] = "cosine"
+    """Per stage: warm-up then cosine decay to `min_lr_ratio`, reduce-on-plateau of valid MAE, or constant."""
     warmup_ratio: float = 0.05
+    """Share of each stage's steps spent warming up."""
     min_lr_ratio: float = 0.01
     plateau_factor: float = 0.5
     plateau_patience: int = 3
     grad_clip: float = 1.0
+    """Gradient-norm clipping; 0 disables it."""
     patience: int = 8
+    """Epochs without a better valid MAE before a stage stops; 0 disables early stopping."""
     seed: int = 0
+    """The run's seed (set per run from the run config's `seeds`); protocols without a seed take it."""
     group_lr: dict[str, float] = field(default_factory=dict)
+    """Named parameter groups with a learning rate of their own."""
     train_protocol: dict[str, Any] | None = None
+    """A `MissingnessProtocol` dict (None: complete data), re-drawn every epoch
+    (`omni_msa.seeding.epoch_protocol`); e.g. {inter_rate: 0.3, intra_rate: uniform} is the LNLN regime."""
     valid_protocol: dict[str, Any] | None = None
+    """The `MissingnessProtocol` dict of validation (None: complete data)."""
     stages: list[Stage] = field(default_factory=lambda: [Stage()])
+    """The stages, run in order; each gets a fresh optimizer and schedule."""
 
     def __post_init__(self) -> None:
-        if self.schedule not in ("cosine", "plateau", "constant"):
-            raise ValueError(f"schedule must be 'cosine', 'plateau' or 'constant', got {self.schedule!r}")
+        check_literals(self)
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("batch sizes must be >= 1")
         if not self.stages or any(stage.epochs < 0 for stage in self.stages):
@@ -104,20 +119,9 @@ class TrainConfig:
         self.protocol("valid")
 
     @classmethod
-    def from_dict(cls, spec: Mapping[str, Any]) -> TrainConfig:
-        spec = dict(spec)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise ValueError(f"unknown train config keys {unknown}; known: {sorted(known)}")
-        stage_keys = {f.name for f in fields(Stage)}
-        stages = []
-        for i, stage in enumerate(spec.pop("stages", [{}])):
-            bad = sorted(set(stage) - stage_keys)
-            if bad:
-                raise ValueError(f"unknown keys {bad} in stage {i}; known: {sorted(stage_keys)}")
-            stages.append(Stage(**stage))
-        return cls(**spec, stages=stages)
+    def from_dict(cls, spec: Mapping[str, Any], *, at: str = "") -> TrainConfig:
+        """A train config from a mapping (`at`: the section it sits in, for error messages)."""
+        return build(cls, spec, at=at)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,9 +129,7 @@ class TrainConfig:
     def protocol(self, which: str) -> MissingnessProtocol:
         """The "train" or "valid" missingness protocol (complete data when unset)."""
         spec = self.train_protocol if which == "train" else self.valid_protocol
-        spec = dict(spec or {})
-        spec.setdefault("seed", self.seed)
-        return MissingnessProtocol.from_dict(spec)
+        return build(MissingnessProtocol, {"seed": self.seed, **(spec or {})}, at=f"{which}_protocol")
 
 
 @dataclass
@@ -242,18 +244,12 @@ class Trainer:
     def _begin_stage(self, stage: Stage, batches_per_epoch: int) -> tuple[torch.optim.Optimizer, LRSchedule]:
         self._set_frozen(stage.frozen)
         cfg = self.config
-        param_groups = []
-        for name, params in self.groups.items():
-            if name in stage.frozen:
-                continue
-            lr = cfg.group_lr.get(name, stage.lr if stage.lr is not None else cfg.lr)
-            decay = [p for p in params if p.ndim >= 2]
-            no_decay = [p for p in params if p.ndim < 2]
-            param_groups += [{"params": ps, "lr": lr, "weight_decay": wd, "group": name}
-                             for ps, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)) if ps]
-        if not param_groups:
+        groups = param_groups({name: params for name, params in self.groups.items() if name not in stage.frozen},
+                              lr=stage.lr if stage.lr is not None else cfg.lr, weight_decay=cfg.weight_decay,
+                              group_lr=cfg.group_lr)
+        if not groups:
             raise ValueError(f"stage {stage.name!r} freezes every parameter")
-        optimizer = torch.optim.AdamW(param_groups)
+        optimizer = torch.optim.AdamW(groups)
         total = stage.epochs * batches_per_epoch
         schedule = LRSchedule(optimizer, kind=cfg.schedule, total_steps=total,
                               warmup_steps=round(cfg.warmup_ratio * total), min_lr_ratio=cfg.min_lr_ratio,

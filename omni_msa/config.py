@@ -1,19 +1,37 @@
-"""Run configuration for omni readout training: YAML file plus `key.sub=value` overrides."""
+"""Run configuration for omni readout training: a YAML file plus `section.key=value` overrides.
+
+Built by the one config layer (`omni_msa.config_layer`): an unknown key in any section is refused
+with its dotted path and the file. A missingness protocol (`train_missing`, `eval_missing`) that does
+not set its seed takes the run's `optim.seed`, as in the classic trainer and the comparison harness.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omni_msa.backbone import BackboneConfig, LoraSettings
+from omni_msa.config_layer import (
+    DICT_SOURCE,
+    build,
+    check_literals,
+    convert,
+    field_types,
+    join_key,
+    read,
+    to_plain,
+    unknown_key,
+)
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import label_range
 from omni_msa.media_inputs import MediaSettings
 from omni_msa.prompt import PromptSettings
 from omni_msa.readouts import ReadoutSettings
-from omni_msa.yaml_config import load_yaml_config
+
+PROTOCOL_SECTIONS = ("train_missing", "eval_missing")
 
 
 @dataclass(frozen=True)
@@ -21,12 +39,18 @@ class DataSettings:
     """Where samples come from: manifests (`train`, `valid`) or the built-in synthetic set."""
 
     dataset: str = "mosi"
+    """mosi, mosei or sims: the label range, the prompt's scale and the metrics."""
     train: str | None = None
+    """The training manifest (CSV or JSONL)."""
     valid: str | None = None
+    """The validation manifest: early stopping and the best checkpoint."""
     synthetic_n: int | None = None
+    """Samples of the built-in synthetic set instead of manifests."""
     synthetic_seed: int = 0
     skip_invalid: bool = False
+    """Skip samples that fail validation or preparation (reported) instead of failing the run."""
     max_train_samples: int | None = None
+    """Use only the first N training samples (a quick run)."""
     max_valid_samples: int | None = None
 
     def __post_init__(self) -> None:
@@ -37,36 +61,62 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class OptimSettings:
+    """Optimisation of the LoRA adapters and the readout head."""
+
     seed: int = 0
+    """The run's seed: initialisation, batch order, and missingness protocols without a seed."""
     epochs: int = 1
     max_steps: int | None = None
+    """Stop after this many optimizer steps (None: `epochs` full epochs)."""
     batch_size: int = 8
     eval_batch_size: int = 16
     grad_accum: int = 1
+    """Batches per optimizer step."""
     lr: float = 2e-4
+    """Learning rate of the LoRA adapters (every trainable parameter outside `head.*`)."""
     head_lr: float = 1e-3
+    """Learning rate of the discriminative readout's head (`head.*`)."""
     weight_decay: float = 0.0
+    """AdamW weight decay, on parameters with ndim >= 2 only (`omni_msa.optim.param_groups`)."""
     warmup_ratio: float = 0.05
-    scheduler: str = "cosine"
+    """Share of the steps spent warming up."""
+    scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                       "constant_with_warmup"] = "cosine"
+    """A transformers `get_scheduler` name."""
     max_grad_norm: float = 1.0
+    """Gradient-norm clipping; 0 disables it."""
     eval_every_steps: int | None = None
+    """Validate every N steps (None: after every epoch)."""
     checkpoint_every_steps: int | None = None
+    """Write `checkpoint-last` every N steps (None: after every validation)."""
     early_stopping_patience: int | None = None
-    mixed_precision: str = "no"
+    """Validations without a better valid MAE before training stops (None: never)."""
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    """accelerate's mixed precision."""
+
+    def __post_init__(self) -> None:
+        check_literals(self)
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class OmniRunConfig:
+    """One omni readout over one backbone: what to load, what to train on, how."""
+
     output_dir: str
+    """Checkpoints (`checkpoint-best`, `checkpoint-last`), `train_summary.json` and logs."""
     backbone: BackboneConfig
     data: DataSettings
     lora: LoraSettings = field(default_factory=LoraSettings)
     readout: ReadoutSettings = field(default_factory=ReadoutSettings)
     prompt: PromptSettings | None = None
+    """None: the default prompt with the dataset's label range (`prompt_settings`)."""
     media: MediaSettings = field(default_factory=MediaSettings)
-    media_cache_dir: str | None = None  # default: <output_dir>/media_cache
+    media_cache_dir: str | None = None
+    """Decoded-media cache; None: <output_dir>/media_cache."""
     train_missing: MissingnessProtocol = field(default_factory=MissingnessProtocol)
+    """Training missingness, re-drawn every epoch (`omni_msa.seeding.epoch_protocol`)."""
     eval_missing: MissingnessProtocol = field(default_factory=MissingnessProtocol)
+    """Missingness of the in-training validation."""
     optim: OptimSettings = field(default_factory=OptimSettings)
 
     @property
@@ -78,41 +128,40 @@ class RunConfig:
         return PromptSettings(label_low=low, label_high=high)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, MissingnessProtocol):
-                value = value.to_dict()
-            elif dataclasses.is_dataclass(value):
-                value = dataclasses.asdict(value)
-            out[f.name] = value
-        return out
+        return to_plain(self)
 
 
-_SECTIONS = {"backbone": BackboneConfig, "data": DataSettings, "lora": LoraSettings, "readout": ReadoutSettings,
-             "prompt": PromptSettings, "media": MediaSettings, "optim": OptimSettings}
+def config_from_dict(raw: Mapping[str, Any], *, where: str = DICT_SOURCE) -> OmniRunConfig:
+    """An omni run config from a mapping (`where`: the file it was read from, for error messages)."""
+    return build(OmniRunConfig, _with_run_seed(raw), where=where)
 
 
-def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    unknown = set(raw) - {f.name for f in dataclasses.fields(RunConfig)}
-    if unknown:
-        raise ValueError(f"unknown config sections: {sorted(unknown)}")
-    kwargs: dict[str, Any] = {"output_dir": raw.get("output_dir"), "media_cache_dir": raw.get("media_cache_dir")}
-    if kwargs["output_dir"] is None:
-        raise ValueError("config needs `output_dir`")
-    for name, cls in _SECTIONS.items():
-        if raw.get(name) is not None:
-            section = raw[name]
-            known = {f.name for f in dataclasses.fields(cls)}
-            bad = set(section) - known
-            if bad:
-                raise ValueError(f"unknown keys in `{name}`: {sorted(bad)} (known: {sorted(known)})")
-            kwargs[name] = cls(**section)
-    for name in ("train_missing", "eval_missing"):
-        if raw.get(name) is not None:
-            kwargs[name] = MissingnessProtocol.from_dict(raw[name])
-    return RunConfig(**kwargs)
+def load_config(path: str | Path, overrides: list[str] | None = None) -> OmniRunConfig:
+    return config_from_dict(read(path, overrides), where=str(path))
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    return config_from_dict(load_yaml_config(path, overrides))
+def check_sections(raw: Mapping[str, Any], *, at: str) -> None:
+    """Check part of an omni run config (e.g. a comparison's shared `omni.base`): each section given
+    must be one of the run config's and build as that section."""
+    types_ = field_types(OmniRunConfig)
+    for name, value in raw.items():
+        if name not in types_:
+            raise unknown_key(join_key(at, name), types_)
+        convert(types_[name], value, at=join_key(at, name))
+
+
+def _with_run_seed(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """`raw` with the run's seed in every missingness protocol that does not set one (an absent or
+    null protocol is complete data)."""
+    raw = copy.deepcopy(dict(raw))
+    optim = raw.get("optim")
+    seed = optim.get("seed", 0) if isinstance(optim, Mapping) else 0
+    for name in PROTOCOL_SECTIONS:
+        protocol = raw.get(name) or {}
+        raw[name] = {"seed": seed, **protocol} if isinstance(protocol, Mapping) and isinstance(seed, int) else protocol
+    return raw
+
+
+# The old name, until assemble.py, score.py, compare/omni_family.py, train.py, scripts/score.py,
+# scripts/bench_readout_latency.py and tests/conftest.py import OmniRunConfig.
+RunConfig = OmniRunConfig

@@ -27,7 +27,8 @@ def parse_yaml(text: str) -> Any:
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of `config` with `a.b.c=value` overrides applied; values are parsed as YAML."""
+    """A copy of `config` with `a.b.c=value` overrides applied; values are parsed as YAML. A section
+    that is absent or null is created."""
     config = copy.deepcopy(config)
     for override in overrides:
         key, sep, raw = override.partition("=")
@@ -36,7 +37,9 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
         *parents, leaf = key.split(".")
         node = config
         for part in parents:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:      # an absent or `null` section (e.g. `train_protocol: null`)
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ValueError(f"override {override!r}: {part!r} is not a section")
         node[leaf] = parse_yaml(raw)

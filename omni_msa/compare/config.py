@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from omni_msa.config import check_sections
+from omni_msa.config_layer import SHORTHAND, ConfigError, build, check_literals, load
 from omni_msa.data.missing import MissingnessProtocol, expand_protocols
 from omni_msa.data.record import label_range
 from omni_msa.readouts import get_readout
-from omni_msa.yaml_config import load_yaml_config
 
 # Sections the harness sets itself for every run.
 HARNESS_SECTIONS = ("output_dir", "data", "train_missing", "eval_missing", "media_cache_dir")
@@ -56,19 +57,27 @@ class ReadoutSpec:
 
 @dataclass(frozen=True)
 class ClassicSpec:
+    """A classic model of the comparison (a path alone is the config without overrides)."""
+
     config: str
+    """A classic run config (`classic_msa.config`); its data, seeds and protocols are the comparison's."""
     overrides: list[str] = field(default_factory=list)
+    """`section.key=value` overrides of that config."""
 
 
 @dataclass(frozen=True)
 class CompareData:
+    """The samples every contender sees: manifests, or the built-in synthetic set."""
+
     synthetic_n: int | None = None
     synthetic_seed: int = 0
     train: str | None = None
     valid: str | None = None
     test: str | None = None
-    features: str | None = None       # an MMSA pickle with the same ids, for classic models
-    features_layout: str | None = None  # aligned / unaligned when the file name does not say
+    features: str | None = None
+    """An MMSA pickle with the same ids, for classic models."""
+    features_layout: str | None = None
+    """aligned / unaligned when the file name does not say."""
     skip_invalid: bool = False
 
     def __post_init__(self) -> None:
@@ -79,35 +88,79 @@ class CompareData:
 
 
 @dataclass(frozen=True)
+class OmniSection:
+    """The omni readouts of a comparison and what they share."""
+
+    base: dict[str, Any] = field(default_factory=dict)
+    """Sections of an omni run config (`omni_msa.config`) shared by every readout: backbone, lora,
+    readout, prompt, media, optim."""
+    readouts: list[ReadoutSpec] = field(default_factory=list, metadata={SHORTHAND: "name"})
+    """Each a readout name or {name, overrides}."""
+    checkpoint: Literal["best", "last"] = "best"
+    """The checkpoint each trained readout is scored with."""
+
+    def __post_init__(self) -> None:
+        check_literals(self)
+
+
+@dataclass(frozen=True)
 class CompareConfig:
+    """A controlled comparison: every contender under every seed and protocol on the same samples."""
+
     output_dir: str
+    """Checkpoints and per-sample predictions (large)."""
     results_dir: str
+    """runs.jsonl, summary.md and plots (small, committed)."""
     dataset: str
     data: CompareData
     seeds: list[int]
-    evaluate_on: str = "test"
+    evaluate_on: Literal["train", "valid", "test"] = "test"
+    """The split every row is computed on."""
     train_protocols: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    """`MissingnessProtocol` dicts; each model is trained under each (the mask seed is the run's)."""
     eval_protocols: list[dict[str, Any]] = field(default_factory=lambda: [{}])
-    omni_base: dict[str, Any] = field(default_factory=dict)
-    readouts: list[ReadoutSpec] = field(default_factory=list)
-    omni_checkpoint: str = "best"
+    """`MissingnessProtocol` dicts or {grid: inter|intra|modes[, intra_rate]} sweeps."""
+    omni: OmniSection = field(default_factory=OmniSection)
     eval_batch_size: int = 16
-    classic: list[ClassicSpec] = field(default_factory=list)
+    classic: list[ClassicSpec] = field(default_factory=list, metadata={SHORTHAND: "config"})
+
+    @property
+    def omni_base(self) -> dict[str, Any]:
+        return self.omni.base
+
+    @property
+    def readouts(self) -> list[ReadoutSpec]:
+        return self.omni.readouts
+
+    @property
+    def omni_checkpoint(self) -> str:
+        return self.omni.checkpoint
 
     def __post_init__(self) -> None:
+        check_literals(self)
         label_range(self.dataset)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list without repeats, got {self.seeds}")
-        if self.evaluate_on not in ("train", "valid", "test"):
-            raise ValueError(f"evaluate_on must be train, valid or test, got {self.evaluate_on!r}")
+        if not self.train_protocols or not self.eval_protocols:
+            raise ValueError("train_protocols and eval_protocols need at least one protocol each ({} is complete data)")
         if self.evaluate_on == "test" and self.data.synthetic_n is None and self.data.test is None:
             raise ValueError("evaluate_on: test needs a `data.test` manifest")
-        if self.omni_checkpoint not in ("best", "last"):
-            raise ValueError(f"omni.checkpoint must be best or last, got {self.omni_checkpoint!r}")
         if not self.readouts and not self.classic:
             raise ValueError("nothing to compare: give omni.readouts and/or classic models")
         if self.classic and self.data.synthetic_n is None and self.data.features is None:
             raise ValueError("classic models need MMSA features of the same samples: set data.features")
+        self._check_omni()
+        for i, spec in enumerate(self.train_protocols):
+            build(MissingnessProtocol, spec, at=f"train_protocols[{i}]")
+        try:
+            self.eval_protocols_for(self.seeds[0])
+        except ValueError as error:
+            raise ConfigError(str(error), key="eval_protocols") from None
+
+    def _check_omni(self) -> None:
+        """The shared sections and each readout's overrides are omni run config sections, and the
+        comparison stays controlled."""
+        check_sections(self.omni_base, at="omni.base")
         if self.readouts and not self.omni_base.get("backbone"):
             raise ValueError("omni.base needs a `backbone` section")
         for section in HARNESS_SECTIONS:
@@ -118,9 +171,8 @@ class CompareConfig:
             raise ValueError(f"readouts repeat: {names}")
         for readout in self.readouts:
             check_readout_overrides(readout)
-        for spec in self.train_protocols:
-            MissingnessProtocol.from_dict(spec)
-        self.eval_protocols_for(self.seeds[0])
+        for i, readout in enumerate(self.readouts):
+            check_sections(readout.overrides, at=f"omni.readouts[{i}].overrides")
 
     def train_protocol(self, spec: dict[str, Any], seed: int) -> MissingnessProtocol:
         return MissingnessProtocol.from_dict({"seed": seed, **spec})
@@ -150,41 +202,9 @@ def check_readout_overrides(readout: ReadoutSpec) -> None:
             raise ValueError(f"{where}: the readout kind follows from its name")
 
 
-def _readout(entry: Any) -> ReadoutSpec:
-    if isinstance(entry, str):
-        return ReadoutSpec(entry)
-    entry = dict(entry)
-    unknown = set(entry) - {"name", "overrides"}
-    if unknown or "name" not in entry:
-        raise ValueError(f"a readout entry is a name or {{name, overrides}}, got {entry}")
-    return ReadoutSpec(entry["name"], dict(entry.get("overrides") or {}))
-
-
 def compare_config_from_dict(raw: dict[str, Any]) -> CompareConfig:
-    known = {"output_dir", "results_dir", "dataset", "data", "seeds", "evaluate_on", "train_protocols",
-             "eval_protocols", "omni", "classic", "eval_batch_size"}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"unknown comparison config keys {sorted(unknown)}; known: {sorted(known)}")
-    for key in ("output_dir", "results_dir", "dataset", "data", "seeds"):
-        if key not in raw:
-            raise ValueError(f"comparison config needs `{key}`")
-    omni = dict(raw.get("omni") or {})
-    unknown = set(omni) - {"base", "readouts", "checkpoint"}
-    if unknown:
-        raise ValueError(f"unknown keys in `omni`: {sorted(unknown)} (known: base, readouts, checkpoint)")
-    classic = [ClassicSpec(str(c["config"]), [str(o) for o in c.get("overrides") or []])
-               if isinstance(c, dict) else ClassicSpec(str(c)) for c in raw.get("classic") or []]
-    return CompareConfig(
-        output_dir=str(raw["output_dir"]), results_dir=str(raw["results_dir"]), dataset=str(raw["dataset"]),
-        data=CompareData(**raw["data"]), seeds=[int(s) for s in raw["seeds"]],
-        evaluate_on=raw.get("evaluate_on", "test"),
-        train_protocols=list(raw.get("train_protocols") or [{}]),
-        eval_protocols=list(raw.get("eval_protocols") or [{}]),
-        omni_base=dict(omni.get("base") or {}), readouts=[_readout(r) for r in omni.get("readouts") or []],
-        omni_checkpoint=omni.get("checkpoint", "best"), eval_batch_size=int(raw.get("eval_batch_size", 16)),
-        classic=classic)
+    return build(CompareConfig, raw)
 
 
 def load_compare_config(path: str | Path, overrides: list[str] | None = None) -> CompareConfig:
-    return compare_config_from_dict(load_yaml_config(path, overrides))
+    return load(CompareConfig, path, overrides)

@@ -40,12 +40,14 @@ def test_shipped_configs_parse(name):
 
 def test_config_errors_name_the_key():
     base = {"output_dir": "x", "model": {"name": "mdf"}, "data": {"synthetic_n": 10}}
-    with pytest.raises(ValueError, match="unknown config sections"):
+    with pytest.raises(ValueError, match="<dict>: unknown key 'trian'"):
         run_config_from_dict({**base, "trian": {}})
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="<dict>: data: .*exactly one"):
         run_config_from_dict({**base, "data": {"synthetic_n": 10, "path": "a.pkl"}})
-    with pytest.raises(ValueError, match="unknown train config keys"):
+    with pytest.raises(ValueError, match="<dict>: unknown key 'train.learning_rate'"):
         run_config_from_dict({**base, "train": {"learning_rate": 1}})
+    with pytest.raises(ValueError, match="<dict>: unknown key 'model.widht'"):
+        run_config_from_dict({**base, "model": {"name": "mdf", "widht": 3}})
 
 
 def test_script_trains_evaluates_writes_rows_and_resumes(synthetic, synthetic_dir, tmp_path, monkeypatch, capsys):

@@ -174,9 +174,30 @@ def test_registry_and_config_validation():
         model_class("nope")
     with pytest.raises(ValueError, match="unknown toy_regressor config keys"):
         build_model("toy_regressor", {"hidden": 4, "width": 3})
-    with pytest.raises(ValueError, match="unknown train config keys"):
+    with pytest.raises(ValueError, match="unknown key 'learning_rate'"):
         TrainConfig.from_dict({"learning_rate": 1e-3})
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match=r"unknown key 'stages\[0\]\.epoch'"):
         TrainConfig.from_dict({"stages": [{"epoch": 3}]})
+    with pytest.raises(ValueError, match=r"unknown key 'train\.train_protocol\.intra' \(known: inter_rate, "):
+        TrainConfig.from_dict({"train_protocol": {"intra": 0.5}}, at="train")
+    with pytest.raises(ValueError, match="schedule: expected one of 'cosine', 'plateau', 'constant', got 'linear'"):
+        TrainConfig.from_dict({"schedule": "linear"})
+    with pytest.raises(ValueError, match="schedule: expected one of"):
+        TrainConfig(schedule="linear")
     with pytest.raises(ValueError, match="group_lr"):
         Trainer(_toy(), TrainConfig(group_lr={"decoder": 1e-4}), dataset="mosi")
+
+
+def test_each_stage_decays_only_matrices_of_its_trainable_groups_at_their_own_rate():
+    model = _toy()
+    config = _config(weight_decay=0.05, group_lr={"head": 1e-2})
+    trainer = Trainer(model, config, dataset="mosi")
+    warm, main = config.stages
+    optimizer, _ = trainer._begin_stage(warm, batches_per_epoch=4)       # head frozen
+    assert [(g["group"], g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [
+        ("encoder", 3e-3, 0.05), ("encoder", 3e-3, 0.0)]
+    assert [p.ndim for g in optimizer.param_groups for p in g["params"]] == [2, 1]
+    optimizer, _ = trainer._begin_stage(main, batches_per_epoch=4)       # stage lr 1e-3, head's own 1e-2
+    assert [(g["group"], g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [
+        ("encoder", 1e-3, 0.05), ("encoder", 1e-3, 0.0), ("head", 1e-2, 0.05), ("head", 1e-2, 0.0)]
+    assert optimizer.param_groups[2]["params"] == [model.head.weight]
