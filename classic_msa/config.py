@@ -110,6 +110,3 @@ def load_classic_config(path: str | Path, overrides: list[str] | None = None) ->
 def run_config_from_dict(raw: dict[str, Any]) -> ClassicRunConfig:
     return build(ClassicRunConfig, raw)
 
-
-# The old name, until classic_msa/experiment.py and classic_msa/sweep.py import ClassicRunConfig.
-RunConfig = ClassicRunConfig

@@ -33,7 +33,7 @@ from omni_msa.files import read_jsonl, write_json, write_jsonl
 from omni_msa.report import result_row
 from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
 
-from classic_msa.config import DataConfig, RunConfig
+from classic_msa.config import DataConfig, ClassicRunConfig
 from classic_msa.evaluation import evaluate
 from classic_msa.model import FeatureModel, build_model, model_class
 from classic_msa.seeding import seed_everything
@@ -93,7 +93,7 @@ def input_dims(model_name: str, options: dict[str, Any], train: list[Sample]) ->
     return options
 
 
-def run_experiment(config: RunConfig, *, resume: bool = False, progress: bool = False,
+def run_experiment(config: ClassicRunConfig, *, resume: bool = False, progress: bool = False,
                    device: str | torch.device | None = None) -> list[dict[str, Any]]:
     """Train and evaluate every seed on `device` (default: the current CUDA device when there is
     one, else the CPU); returns (and writes) all result rows."""
@@ -110,7 +110,7 @@ def run_experiment(config: RunConfig, *, resume: bool = False, progress: bool = 
     return rows
 
 
-def _run_seed(config: RunConfig, seed: int, splits: dict[str, list[Sample]], *, resume: bool,
+def _run_seed(config: ClassicRunConfig, seed: int, splits: dict[str, list[Sample]], *, resume: bool,
               progress: bool, device: torch.device) -> list[dict[str, Any]]:
     seed_dir = Path(config.output_dir) / f"seed{seed}"
     if resume and (seed_dir / ROWS_FILE).is_file():

@@ -37,7 +37,7 @@ from omni_msa.data.record import Sample
 from omni_msa.files import read_json
 from omni_msa.report import result_row
 
-from classic_msa.config import RunConfig
+from classic_msa.config import ClassicRunConfig
 from classic_msa.evaluation import evaluate
 from classic_msa.experiment import METRICS_FILE, classic_data_fingerprint, load_samples, trainable_summary
 from classic_msa.trainer import CONFIG_FILE, TrainConfig, load_checkpoint
@@ -86,7 +86,7 @@ class SweepData:
     fingerprint: DataFingerprint
 
 
-def load_test_samples(checkpoint: str | Path, run_config: RunConfig | None = None) -> SweepData:
+def load_test_samples(checkpoint: str | Path, run_config: ClassicRunConfig | None = None) -> SweepData:
     """The test samples of the run the checkpoint belongs to."""
     checkpoint = Path(checkpoint)
     saved = _saved_config(checkpoint)
@@ -136,7 +136,7 @@ def sweep_checkpoint(checkpoint: str | Path, data: SweepData, *, grid: str, eval
     return rows
 
 
-def sweep_run(path: str | Path, *, grid: str, run_config: RunConfig | None = None,
+def sweep_run(path: str | Path, *, grid: str, run_config: ClassicRunConfig | None = None,
               seeds: Sequence[int] | None = None, eval_seeds: Sequence[int] | None = None,
               intra_rate: float | str = 0.0, batch_size: int = 256,
               device: str | torch.device | None = None) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from omni_msa.backbone import BackboneConfig, apply_lora, find_smollm2_gguf, load_backbone, trainable_report
-from omni_msa.config import RunConfig
+from omni_msa.config import OmniRunConfig
 from omni_msa.data.record import label_range
 from omni_msa.inputs import InputBuilder, MediaDecoder
 from omni_msa.readouts import ReadoutContext, ReadoutEntry
@@ -29,7 +29,7 @@ class Assembled:
     entry: ReadoutEntry
 
 
-def media_decoder(cfg: RunConfig) -> MediaDecoder:
+def media_decoder(cfg: OmniRunConfig) -> MediaDecoder:
     """The media decoder for a multimodal backbone, with its on-disk cache."""
     from omni_msa.media_cache import MediaCache
     from omni_msa.media_inputs import decode_sample_media
@@ -38,7 +38,7 @@ def media_decoder(cfg: RunConfig) -> MediaDecoder:
     return partial(decode_sample_media, settings=cfg.media, cache=cache)
 
 
-def input_builder(preprocessor: Any, cfg: RunConfig) -> InputBuilder:
+def input_builder(preprocessor: Any, cfg: OmniRunConfig) -> InputBuilder:
     """The shared prompt builder: media decoded (with the cache) only for a multimodal backbone."""
     multimodal = cfg.backbone.spec.multimodal
     return InputBuilder(preprocessor, multimodal=multimodal, prompt=cfg.prompt_settings,
@@ -75,7 +75,7 @@ def resolve_backbone(cfg: BackboneConfig) -> BackboneConfig:
     return cfg if resolve is None else replace(cfg, name_or_path=resolve())
 
 
-def assemble(cfg: RunConfig) -> Assembled:
+def assemble(cfg: OmniRunConfig) -> Assembled:
     """The readout of `cfg` on its backbone; LoRA only for readouts that are trained (a
     zero-shot readout scores the bare, frozen backbone)."""
     entry = cfg.readout.entry

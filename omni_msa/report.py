@@ -37,13 +37,6 @@ from omni_msa.files import json_safe, write_jsonl
 from omni_msa.metrics import aggregate_over_seeds, latency_summary, regression_metrics
 from omni_msa.parse import StatusCounts
 
-LABELS = {
-    "mae": "MAE", "corr": "Corr", "acc7": "Acc-7", "acc5": "Acc-5", "acc3": "Acc-3",
-    "acc2": "Acc-2", "f1": "F1", "acc2_has0": "Acc-2 has0", "f1_has0": "F1 has0",
-    "acc2_non0": "Acc-2 non0", "f1_non0": "F1 non0",
-}
-RAW_METRICS = frozenset({"mae", "corr"})
-
 # The seven retention modes in the order of the SG-DTAM / Senti-iFusion tables.
 MODE_ORDER = ("text", "audio", "vision", "text+audio", "text+vision", "audio+vision", "text+audio+vision")
 
@@ -51,13 +44,22 @@ MODE_ORDER = ("text", "audio", "vision", "text+audio", "text+vision", "audio+vis
 write_rows = write_jsonl
 
 
-def metric_scale(key: str) -> float:
-    """100 for accuracies and F1 (shown as %), 1 for MAE and Corr."""
-    return 1.0 if key in RAW_METRICS else 100.0
+def is_raw(key: str, dataset: str) -> bool:
+    """Whether the dataset shows `key` as a plain number (MAE, Corr) rather than a percentage."""
+    return key in get_dataset(dataset).raw_metrics
 
 
-def metric_axis_label(key: str) -> str:
-    return f"{LABELS.get(key, key)}" + ("" if key in RAW_METRICS else " (%)")
+def metric_scale(key: str, dataset: str) -> float:
+    """1 for metrics shown as plain numbers, 100 for fractions shown as % (accuracies, F1)."""
+    return 1.0 if is_raw(key, dataset) else 100.0
+
+
+def metric_label(key: str, dataset: str) -> str:
+    return get_dataset(dataset).label(key)
+
+
+def metric_axis_label(key: str, dataset: str) -> str:
+    return metric_label(key, dataset) + ("" if is_raw(key, dataset) else " (%)")
 
 
 def caption(dataset: str | None = None, n: str | None = None) -> str:
@@ -240,10 +242,10 @@ def _dataset(rows: Sequence[Mapping[str, Any]]) -> str:
     return datasets[0]
 
 
-def _fmt(value: tuple[float, float], key: str, digits: int | None = None) -> str:
+def _fmt(value: tuple[float, float], key: str, dataset: str, digits: int | None = None) -> str:
     mean, std = value
-    scale = metric_scale(key)
-    digits = digits if digits is not None else (4 if key in RAW_METRICS else 2)
+    scale = metric_scale(key, dataset)
+    digits = digits if digits is not None else (4 if is_raw(key, dataset) else 2)
     if math.isnan(mean):
         return "nan"
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
@@ -259,7 +261,7 @@ def metrics_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] | No
     dataset = _dataset(rows)
     metrics = list(metrics or get_dataset(dataset).metric_keys)
     groups = aggregate(rows)
-    head = ["Model", "Protocol", "n"] + [metric_axis_label(k) for k in metrics]
+    head = ["Model", "Protocol", "n"] + [metric_axis_label(k, dataset) for k in metrics]
     lines = []
     if title:
         lines.append(f"**{title}**")
@@ -267,7 +269,7 @@ def metrics_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] | No
     lines += [f"_{caption(dataset)}_", "", "| " + " | ".join(head) + " |",
               "|" + "|".join(["---"] * 3 + ["---:"] * len(metrics)) + "|"]
     for (model, label), group in groups.items():
-        cells = [model, label, str(group["n"])] + [_fmt(group["metrics"][k], k) for k in metrics]
+        cells = [model, label, str(group["n"])] + [_fmt(group["metrics"][k], k, dataset) for k in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return with_sample_set_note("\n".join(lines) + "\n", rows)
 
@@ -283,10 +285,10 @@ def pivot_table(rows: Sequence[Mapping[str, Any]], metric: str, title: str | Non
     lines = []
     if title:
         lines += [f"**{title}**", ""]
-    lines += [f"_{metric_axis_label(metric)}; {caption(dataset, _n_per_point(rows))}_", "",
+    lines += [f"_{metric_axis_label(metric, dataset)}; {caption(dataset, _n_per_point(rows))}_", "",
               "| Protocol | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
     for label in labels:
-        cells = [_fmt(groups[(m, label)]["metrics"][metric], metric) if (m, label) in groups else "–"
+        cells = [_fmt(groups[(m, label)]["metrics"][metric], metric, dataset) if (m, label) in groups else "–"
                  for m in models]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return with_sample_set_note("\n".join(lines) + "\n", rows)
@@ -311,11 +313,12 @@ def rate_series(rows: Sequence[Mapping[str, Any]], metric: str, rate: str = "int
                 ) -> dict[str, tuple[list[float], list[float], list[float]]]:
     """{model: (rates, means, stds)} of `metric` (on the table scale) against eval_protocol[rate]."""
     groups = aggregate(rows, by=("model", "eval_label"))
+    scale = metric_scale(metric, _dataset(rows))
     series: dict[str, list[tuple[float, float, float]]] = {}
     for (model, _), group in groups.items():
         x = float(group["row"]["eval_protocol"][rate])
         mean, std = group["metrics"][metric]
-        series.setdefault(model, []).append((x, metric_scale(metric) * mean, metric_scale(metric) * std))
+        series.setdefault(model, []).append((x, scale * mean, scale * std))
     out = {}
     for model, points in series.items():
         points.sort()
@@ -341,12 +344,13 @@ def plot_rate_curves(rows: Sequence[Mapping[str, Any]], metric: str, path: str |
     rate_name = {"inter_rate": "inter-modality missing rate", "intra_rate": "intra-modality missing rate"}
     ax.set_xlabel(f"{rate_name.get(rate, rate)} (fraction of samples)" if rate == "inter_rate"
                   else f"{rate_name.get(rate, rate)} (fraction of elements)")
-    ax.set_ylabel(metric_axis_label(metric))
+    dataset = _dataset(rows)
+    ax.set_ylabel(metric_axis_label(metric, dataset))
     n = _n_per_point(rows)
-    ax.set_title(title or f"{LABELS.get(metric, metric)} vs {rate_name.get(rate, rate)} ({_dataset(rows)}, "
+    ax.set_title(title or f"{metric_label(metric, dataset)} vs {rate_name.get(rate, rate)} ({dataset}, "
                  f"band = ±1 std, n={n})", fontsize=10)
     ax.grid(True, alpha=0.3)
-    if metric not in RAW_METRICS or metric == "mae":
+    if not is_raw(metric, dataset) or metric == "mae":
         ax.set_ylim(bottom=0)                       # MAE, accuracies and F1 are non-negative
     ax.legend(fontsize=9, frameon=True)
     fig.tight_layout()
@@ -363,10 +367,12 @@ def plot_mode_bars(rows: Sequence[Mapping[str, Any]], metric: str, path: str | P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     groups = aggregate([r for r in rows if protocol_kind(r) in ("mode", "complete")], by=("model", "eval_label"))
+    dataset = _dataset(rows)
+    scale = metric_scale(metric, dataset)
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for (model, _), group in groups.items():
         mean, std = group["metrics"][metric]
-        table.setdefault(model, {})[mode_name(group["row"])] = (metric_scale(metric) * mean, metric_scale(metric) * std)
+        table.setdefault(model, {})[mode_name(group["row"])] = (scale * mean, scale * std)
     modes = [m for m in MODE_ORDER if any(m in v for v in table.values())]
     models = list(table)
     width = 0.8 / max(len(models), 1)
@@ -379,11 +385,11 @@ def plot_mode_bars(rows: Sequence[Mapping[str, Any]], metric: str, path: str | P
     ax.set_xticks(x)
     ax.set_xticklabels([m.replace("+", "+\n") for m in modes], fontsize=8)
     ax.set_xlabel("retained modalities (all others dropped for every test sample)")
-    ax.set_ylabel(metric_axis_label(metric))
-    ax.set_title(title or f"{LABELS.get(metric, metric)} per retention mode ({_dataset(rows)}, "
+    ax.set_ylabel(metric_axis_label(metric, dataset))
+    ax.set_title(title or f"{metric_label(metric, dataset)} per retention mode ({dataset}, "
                  f"error bar = ±1 std, n={_n_per_point(rows)})", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    if metric not in RAW_METRICS or metric == "mae":
+    if not is_raw(metric, dataset) or metric == "mae":
         ax.set_ylim(bottom=0)                       # MAE, accuracies and F1 are non-negative
     # legend below the axes, so it never covers a bar
     ax.legend(fontsize=9, ncols=min(len(models), 4), loc="upper center", bbox_to_anchor=(0.5, -0.3))
@@ -399,12 +405,15 @@ def _n_per_point(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_report(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, *, prefix: str = "",
-                 metrics: Sequence[str] = ("mae", "acc5", "f1_non0")) -> dict[str, Any]:
+                 metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """The tables and plots for whatever grids the rows cover: rate curves for inter/intra rows
-    (the complete-data point included), bar charts for retention-mode rows. Returns
-    {"markdown": str, "plots": [paths]}."""
+    (the complete-data point included), bar charts for retention-mode rows; `metrics` defaults to
+    the dataset's curve metrics. Returns {"markdown": str, "plots": [paths]}."""
     out_dir = Path(out_dir)
     rows = dedupe(rows)
+    if not rows:
+        return {"markdown": "", "plots": []}
+    metrics = metrics or get_dataset(_dataset(rows)).curve_metrics
     complete = [r for r in rows if protocol_kind(r) == "complete"]
     parts, plots = [], []
     for kind, rate in (("inter", "inter_rate"), ("intra", "intra_rate")):
@@ -414,10 +423,10 @@ def write_report(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, *, pref
         subset = complete + subset
         for metric in metrics:
             plots.append(plot_rate_curves(subset, metric, out_dir / f"{prefix}{kind}_{metric}.png", rate=rate))
-            parts.append(pivot_table(subset, metric, title=f"{LABELS[metric]} vs {kind} rate"))
+            parts.append(pivot_table(subset, metric, title=f"{metric_label(metric, _dataset(subset))} vs {kind} rate"))
     modes = [r for r in rows if protocol_kind(r) == "mode"]
     if modes:
         for metric in metrics:
             plots.append(plot_mode_bars(modes, metric, out_dir / f"{prefix}modes_{metric}.png"))
-            parts.append(pivot_table(modes, metric, title=f"{LABELS[metric]} per retention mode"))
+            parts.append(pivot_table(modes, metric, title=f"{metric_label(metric, _dataset(modes))} per retention mode"))
     return {"markdown": "\n".join(parts), "plots": plots}

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from omni_msa.assemble import Assembled, assemble
-from omni_msa.checkpoint import load_weights, read_config
-from omni_msa.config import RunConfig, config_from_dict
+from omni_msa.checkpoint import CONFIG_FILE, load_weights, read_config
+from omni_msa.config import OmniRunConfig, config_from_dict
 from omni_msa.data.batching import group_batches
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import DataError, Sample
@@ -31,18 +31,19 @@ from omni_msa.scoring_io import PredictionWriter, merge_shards, part_path, read_
 logger = logging.getLogger(__name__)
 
 
-def load_scorer(checkpoint: str | Path) -> tuple[Assembled, RunConfig]:
+def load_scorer(checkpoint: str | Path) -> tuple[Assembled, OmniRunConfig]:
     """Rebuild the readout a checkpoint was trained with and load its trained weights."""
     raw = read_config(Path(checkpoint))
-    raw.pop("trainable", None)
-    cfg = config_from_dict(raw)
+    for written_by_training in ("trainable", "data_fingerprint"):
+        raw.pop(written_by_training, None)
+    cfg = config_from_dict(raw, where=str(Path(checkpoint) / CONFIG_FILE))
     assembled = assemble(cfg)
     load_weights(Path(checkpoint), assembled.readout)
     assembled.readout.eval()
     return assembled, cfg
 
 
-def zero_shot_scorer(cfg: RunConfig) -> Assembled:
+def zero_shot_scorer(cfg: OmniRunConfig) -> Assembled:
     """A readout that is never trained (zero-shot), on the bare backbone."""
     if cfg.readout.entry.trained:
         untrained = [name for name in readout_names() if not get_readout(name).trained]
@@ -51,7 +52,7 @@ def zero_shot_scorer(cfg: RunConfig) -> Assembled:
     return assemble(cfg)
 
 
-def readout_name(cfg: RunConfig, zero_shot: bool) -> str:
+def readout_name(cfg: OmniRunConfig, zero_shot: bool) -> str:
     return cfg.readout.kind
 
 
@@ -108,7 +109,7 @@ def summarise_predictions(path: str | Path, dataset: str) -> dict[str, Any]:
             "latency_ms": latency_summary([r["latency_ms"] for r in rows])}
 
 
-def score_file(assembled: Assembled, cfg: RunConfig, samples: list[Sample], out: str | Path, *,
+def score_file(assembled: Assembled, cfg: OmniRunConfig, samples: list[Sample], out: str | Path, *,
                protocol: MissingnessProtocol, zero_shot: bool = False, batch_size: int = 16,
                invalid: list[DataError] = ()) -> dict[str, Any] | None:
     """Score under the current accelerate process layout; rank 0 merges and returns the summary.
@@ -149,7 +150,7 @@ class Scorer:
         scorer.score("i loved this movie", audio="clip.wav", video="clip.mp4")
     """
 
-    def __init__(self, assembled: Assembled, cfg: RunConfig) -> None:
+    def __init__(self, assembled: Assembled, cfg: OmniRunConfig) -> None:
         self.assembled = assembled
         self.cfg = cfg
 

@@ -25,16 +25,19 @@ from tqdm.auto import tqdm
 
 from omni_msa.assemble import assemble
 from omni_msa.checkpoint import load_trainer_state, load_weights, rng_state, save_checkpoint, set_rng_state
-from omni_msa.config import RunConfig
+from omni_msa.config import OmniRunConfig
 from omni_msa.data.batching import group_batches
+from omni_msa.data.fingerprint import data_fingerprint
 from omni_msa.data.record import DataError, Sample
 from omni_msa.data.splits import read_split
 from omni_msa.data.synthetic import make_synthetic
 from omni_msa.datasets import get_dataset
 from omni_msa.files import write_json
 from omni_msa.metrics import regression_metrics
+from omni_msa.optim import groups_by_prefix, param_groups
 from omni_msa.parse import StatusCounts
 from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
+from omni_msa.seeding import derive_seed, epoch_protocol
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ class TrainerState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def load_samples(cfg: RunConfig) -> tuple[list[Sample], list[Sample], list[DataError]]:
+def load_samples(cfg: OmniRunConfig) -> tuple[list[Sample], list[Sample], list[DataError]]:
     """Train and valid samples, and the invalid ones the readers skipped (only with
     `data.skip_invalid`; otherwise the first invalid sample stops the run)."""
     data = cfg.data
@@ -71,9 +74,14 @@ def load_samples(cfg: RunConfig) -> tuple[list[Sample], list[Sample], list[DataE
     return train[:data.max_train_samples], valid[:data.max_valid_samples], skipped
 
 
-def epoch_protocol(protocol: Any, seed: int, epoch: int) -> Any:
-    """Training missingness is re-drawn every epoch, deterministically."""
-    return protocol.with_seed(protocol.seed * 1_000_003 + seed * 1_009 + epoch)
+def run_data_fingerprint(cfg: OmniRunConfig) -> dict[str, Any]:
+    """What the model was trained and selected on: the manifests' content, or the synthetic spec."""
+    data = cfg.data
+    if data.synthetic_n is not None:
+        return data_fingerprint(data.dataset, "valid", synthetic={"n": data.synthetic_n, "seed": data.synthetic_seed,
+                                                                   "shape": data.dataset}).to_dict()
+    return data_fingerprint(data.dataset, "valid", manifests={"train": data.train, "valid": data.valid},
+                            skip_invalid=data.skip_invalid).to_dict()
 
 
 def process_shard(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
@@ -87,7 +95,7 @@ def process_shard(batches: list[list[int]], rank: int, world_size: int) -> list[
 class TrainingRecipe:
     """One training run of the readout `cfg` names; see the module docstring."""
 
-    def __init__(self, cfg: RunConfig, *, show_progress: bool = True) -> None:
+    def __init__(self, cfg: OmniRunConfig, *, show_progress: bool = True) -> None:
         if not cfg.readout.entry.trained:
             raise ValueError(f"readout {cfg.readout.kind!r} is never trained (it scores the bare backbone); "
                              f"score it instead")
@@ -125,23 +133,23 @@ class TrainingRecipe:
         self._setup_optimizer()
         self.accelerator.init_trackers("train", config={"readout": self.cfg.readout.kind, "seed": self.opt.seed})
         set_seed(self.opt.seed)
-        self.run_config = {**self.cfg.to_dict(), "trainable": self.assembled.trainable}
+        self.run_config = {**self.cfg.to_dict(), "trainable": self.assembled.trainable,
+                           "data_fingerprint": run_data_fingerprint(self.cfg)}
 
     def _setup_optimizer(self) -> None:
         from transformers import get_scheduler
 
         readout, opt = self.assembled.readout, self.opt
-        head = [p for n, p in readout.named_parameters() if p.requires_grad and n.startswith("head.")]
-        body = [p for n, p in readout.named_parameters() if p.requires_grad and not n.startswith("head.")]
-        groups = [{"params": body, "lr": opt.lr}] + ([{"params": head, "lr": opt.head_lr}] if head else [])
-        self.trainable_params = body + head
-        optimizer = torch.optim.AdamW(groups, weight_decay=opt.weight_decay)
+        groups = param_groups(groups_by_prefix(readout.named_parameters(), {"head": "head."}, rest="body"),
+                              lr=opt.lr, weight_decay=opt.weight_decay, group_lr={"head": opt.head_lr})
+        self.trainable_params = [p for group in groups for p in group["params"]]
+        optimizer = torch.optim.AdamW(groups)
         scheduler = get_scheduler(opt.scheduler, optimizer, num_warmup_steps=int(opt.warmup_ratio * self.total_steps),
                                   num_training_steps=self.total_steps)
         self.readout, self.optimizer, self.scheduler = self.accelerator.prepare(readout, optimizer, scheduler)
 
     def epoch_protocol(self, epoch: int) -> Any:
-        return epoch_protocol(self.cfg.train_missing, self.opt.seed, epoch)
+        return epoch_protocol(self.cfg.train_missing, epoch)
 
     def prepare_all(self, samples: list[Sample], protocol: Any) -> tuple[list[Any], list[DataError]]:
         """Prepare every sample under a protocol; bad ones raise, or are skipped and returned."""
@@ -158,7 +166,7 @@ class TrainingRecipe:
     def epoch_batches(self, prepared: list[Any], epoch: int | None) -> list[list[int]]:
         """This process's batches of an epoch (grouped by modality set, so an epoch can hold a
         few more than n / batch_size); `epoch=None` keeps the unshuffled order."""
-        seed = None if epoch is None else self.opt.seed * 7919 + epoch
+        seed = None if epoch is None else derive_seed(self.opt.seed, "shuffle", epoch)
         batches = group_batches([p.group for p in prepared], [p.length for p in prepared], self.opt.batch_size,
                                 seed=seed)
         return process_shard(batches, self.accelerator.process_index, self.accelerator.num_processes)
@@ -350,7 +358,7 @@ class TrainingRecipe:
         self.accelerator.wait_for_everyone()
 
 
-def train(cfg: RunConfig, *, stop_after_steps: int | None = None, show_progress: bool = True) -> dict[str, Any]:
+def train(cfg: OmniRunConfig, *, stop_after_steps: int | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Train, evaluate on valid, keep the best checkpoint; resumes from `checkpoint-last`."""
     recipe = TrainingRecipe(cfg, show_progress=show_progress)
     recipe.setup()

@@ -23,7 +23,7 @@ import torch
 
 from omni_msa.assemble import assemble
 from omni_msa.backbone import BackboneConfig, decoder_of
-from omni_msa.config import DataSettings, RunConfig
+from omni_msa.config import DataSettings, OmniRunConfig
 from omni_msa.data.manifest import read_manifest
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.readouts import ReadoutSettings
@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    cfg = RunConfig(output_dir="/tmp/omni_msa_latency", backbone=BackboneConfig(name_or_path="smollm2", kind="causal_lm"),
+    cfg = OmniRunConfig(output_dir="/tmp/omni_msa_latency", backbone=BackboneConfig(name_or_path="smollm2", kind="causal_lm"),
                     data=DataSettings(dataset="mosi", train=args.manifest, valid=args.manifest))
     assembled = assemble(cfg)
     disc = assembled.readout.eval()

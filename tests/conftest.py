@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from omni_msa.backbone import BackboneConfig
-from omni_msa.config import DataSettings, OptimSettings, RunConfig
+from omni_msa.config import DataSettings, OptimSettings, OmniRunConfig
 from omni_msa.media_inputs import MediaSettings
 from omni_msa.backbone import LoraSettings
 from omni_msa.readouts import ReadoutSettings
@@ -29,8 +29,8 @@ def synthetic_samples(tmp_path_factory):
 
 
 def tiny_run_config(model_dir: Path, out_dir: Path, *, readout: str = "discriminative", quantization: str = "none",
-                    use_audio_in_video: bool = False, **optim) -> RunConfig:
-    return RunConfig(
+                    use_audio_in_video: bool = False, **optim) -> OmniRunConfig:
+    return OmniRunConfig(
         output_dir=str(out_dir),
         backbone=BackboneConfig(name_or_path=str(model_dir), kind="qwen2_5_omni_thinker", quantization=quantization),
         data=DataSettings(dataset="mosi", synthetic_n=24, synthetic_seed=0),

@@ -157,6 +157,6 @@ def test_test_defined_extensions_run_through_the_grid_and_the_report(llama_dir, 
     assert counts == {"written": 4, "skipped": 0}
     summary = write_summary(Path(cfg.results_dir)).read_text()
     table = summary[summary.index("| Model |"):].splitlines()
-    assert table[0].startswith("| Model | n | MAE | RMSE | Within 0.5 |"), table[0]
-    assert any(line.startswith(f"| {READOUT} |") for line in table)
+    assert table[0] == "| Model | n | scored samples (errors) | MAE | RMSE | Within 0.5 |", table[0]
+    assert any(line.startswith(f"| {READOUT} | 1 | 16 (0) |") for line in table), table
     assert run_grid(cfg, omni_contenders(cfg), data) == {"written": 0, "skipped": 4}

@@ -18,7 +18,7 @@ import numpy as np
 
 from omni_msa.compare.config import CompareConfig, ReadoutSpec
 from omni_msa.compare.family import EvalResult, FitInfo, SharedData, finished_record, process_device, with_data
-from omni_msa.config import RunConfig, config_from_dict
+from omni_msa.config import OmniRunConfig, config_from_dict
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import DataError
 from omni_msa.readouts import get_readout
@@ -46,8 +46,8 @@ class OmniReadout:
         self.eval_batch_size = cfg.eval_batch_size
         self.raw = _merged(cfg.omni_base, spec.overrides)
         self.raw["readout"] = {**self.raw.get("readout", {}), "kind": spec.kind}
-        self._loaded: tuple[str, Any, RunConfig] | None = None
-        self._zero_shot_cfg: RunConfig | None = None
+        self._loaded: tuple[str, Any, OmniRunConfig] | None = None
+        self._zero_shot_cfg: OmniRunConfig | None = None
 
     def settings(self, data: SharedData | None = None) -> dict[str, Any]:
         settings = copy.deepcopy(self.raw)
@@ -58,7 +58,7 @@ class OmniReadout:
             settings["checkpoint"] = self.checkpoint_choice
         return with_data(settings, data)
 
-    def run_config(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> RunConfig:
+    def run_config(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> OmniRunConfig:
         raw = copy.deepcopy(self.raw)
         raw["optim"] = {**raw.get("optim", {}), "seed": seed}
         raw["output_dir"] = str(run_dir)
@@ -86,7 +86,7 @@ class OmniReadout:
                        extra={"train_steps": summary["steps"], "best_valid_mae": summary["best_valid_mae"],
                               "skipped_invalid": len(summary.get("skipped_invalid", []))}, device=device)
 
-    def _scorer(self, fit: FitInfo, data: SharedData) -> tuple[Any, RunConfig]:
+    def _scorer(self, fit: FitInfo, data: SharedData) -> tuple[Any, OmniRunConfig]:
         """The readout to score with: the fitted checkpoint reloaded, or the bare backbone."""
         from omni_msa.score import load_scorer, zero_shot_scorer
 
