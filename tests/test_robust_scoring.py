@@ -242,3 +242,19 @@ def test_metrics_json_holds_no_nan_for_constant_predictions(scorer, synthetic_sa
     assert written["metrics"]["corr"] is None and written["metrics"]["corr_reason"] == "constant predictions"
     assert written["metrics"]["mae"] == pytest.approx(np.mean([abs(1.5 - s.label) for s in synthetic_samples[:6]]))
     assert written == strict_json(json.dumps(summary))
+
+
+def test_undefined_metrics_are_null_with_their_reason(tmp_path):
+    from omni_msa.score import summarise_predictions
+    from omni_msa.scoring_io import PredictionWriter
+
+    out = tmp_path / "preds.jsonl"
+    with PredictionWriter(out) as writer:
+        for i, pred in enumerate([0.5, -1.0, 2.0]):
+            writer.write({"id": f"s{i}", "split": "test", "label": 0.0, "pred": pred, "readout": "discriminative",
+                          "status": "ok", "latency_ms": 1.0, "present": ["text"], "intra": {}})
+    metrics = strict_json(json.dumps(summarise_predictions(out, "mosi")))["metrics"]
+    assert metrics["corr"] is None and metrics["corr_reason"] == "constant labels"
+    assert metrics["acc2_non0"] is None and metrics["acc2_non0_reason"] == "every label is 0"
+    assert metrics["f1_non0_reason"] == "every label is 0" and metrics["mae"] == pytest.approx(3.5 / 3)
+    assert "mae_reason" not in metrics
