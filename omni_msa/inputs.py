@@ -20,6 +20,20 @@ from omni_msa.media_inputs import DecodedMedia
 from omni_msa.prompt import PromptSettings, conversation, with_answer
 
 IGNORE_INDEX = -100
+# The Qwen2.5-Omni audio encoder turns L mel frames into ((L - 1) // 2 + 1 - 2) // 2 + 1 tokens (a
+# stride-2 convolution, then stride-2 pooling): fewer than 3 frames give no audio token, and the
+# Thinker's rope indexing then fails on the empty audio span (`max(): ... numel() == 0`).
+MIN_AUDIO_FRAMES = 3
+
+
+def min_audio_samples(preprocessor: Any) -> int:
+    """The fewest audio samples the processor turns into at least one audio token: its feature
+    extractor makes one mel frame per started `hop_length` samples (Whisper: 160, 10 ms at 16 kHz)."""
+    extractor = getattr(preprocessor, "feature_extractor", None)
+    hop = getattr(extractor, "hop_length", None)
+    if not isinstance(hop, int) or hop < 1:
+        raise ValueError(f"{type(preprocessor).__name__} has no audio feature extractor with a hop_length")
+    return hop * (MIN_AUDIO_FRAMES - 1) + 1
 
 
 MediaDecoder = Callable[[Sample], DecodedMedia]
@@ -87,6 +101,7 @@ class InputBuilder:
         self.use_audio_in_video = use_audio_in_video
         self.placeholder = placeholder
         self.processor_kwargs = dict(processor_kwargs or {})
+        self.min_audio_samples = min_audio_samples(preprocessor) if multimodal else 0  # no audio without media
 
     @property
     def stop_token_ids(self) -> list[int]:
@@ -98,11 +113,15 @@ class InputBuilder:
         return sorted({i for i in (self.tokenizer.eos_token_id, end_of_turn) if i is not None})
 
     def prepare(self, sample: Sample, draw: MissingnessDraw) -> PreparedSample:
+        """Decode and validate the sample's media, then apply missingness. Raises DataError naming
+        the sample and the field for media the model cannot take, whatever the draw keeps, so that
+        the samples scored do not depend on the missingness protocol."""
         if draw.sample_id != sample.id:
             raise ValueError(f"draw for {draw.sample_id!r} applied to sample {sample.id!r}")
         if not sample.text.strip():
             raise DataError("empty transcript", sample_id=sample.id, field="text")
         media = self.decode_media(sample) if self.multimodal else DecodedMedia()
+        self._check_media(sample, media)
         masked = apply_to_media(draw, text=sample.text, audio=media.audio, video=media.video,
                                 placeholder=self.placeholder)
         # With audio in video, the video item carries its own audio track (the processor interleaves
@@ -119,6 +138,14 @@ class InputBuilder:
                               present=masked.present, intra={m: draw.intra[m] for m in MODALITIES},
                               messages=messages, audio=masked.audio, video=masked.video,
                               video_fps=media.video_fps, length=length)
+
+    def _check_media(self, sample: Sample, media: DecodedMedia) -> None:
+        """What the decoder cannot know (it checks the rest: unreadable files, empty or non-finite
+        audio, videos without frames): the shortest audio this processor takes."""
+        if media.audio is not None and len(media.audio) < self.min_audio_samples:
+            raise DataError(f"audio too short: {len(media.audio)} samples, the processor needs at least "
+                            f"{self.min_audio_samples}", sample_id=sample.id, field=media.audio_field or "audio",
+                            source=media.audio_source)
 
     def _audio_in_video(self, present: tuple[str, ...]) -> bool:
         return self.multimodal and self.use_audio_in_video and "audio" in present and "vision" in present

@@ -2,32 +2,35 @@
 processing parameters instead of once per epoch, protocol and readout.
 
 Entries are keyed by the *content* of the source file (blake2b of its bytes), the kind of array
-(e.g. video frames, audio, audio read out of a video) and the settings' `cache_key()`. A renamed or
-copied file therefore hits; an edited file misses (its bytes changed), and a stale entry is never
-returned for it. Within a process the content hash is memoised per (path, size, mtime), so repeated
-lookups of an unchanged file do not re-read it; a file modified in the last two seconds is hashed
-anew each time, since an edit within the file system's timestamp granularity could keep its mtime.
+(e.g. video frames, audio, audio read out of a video) and a `cache_key()`: the processing settings
+and, for video, the decoder that produced the frames (so decord's frames are never served where
+PyAV decodes the file, nor the reverse). Arrays decoded together (frames and their rate) are
+looked up together: a hit needs all of them under the key. A renamed or copied file therefore
+hits; an edited file misses (its bytes changed), and a stale entry is never returned for it.
+Within a process the content hash is memoised per (path, size, mtime), so repeated lookups of an
+unchanged file do not re-read it; a file modified in the last two seconds is hashed anew each
+time, since an edit within the file system's timestamp granularity could keep its mtime.
 
-Entries are `.npy` files written atomically (a temporary file in the same directory, then
-`os.replace`), so several processes may compute and write the same entry at once: readers see
-either no file or a complete one, and the last writer wins with identical content. An entry that
-cannot be read (e.g. truncated by a crash) counts as a miss and is rewritten.
+Entries are `.npy` files written atomically (`omni_msa.files.atomic_write`: a temporary file in
+the same directory, then `os.replace`), so several processes may compute and write the same entry
+at once: readers see either no file or a complete one, and the last writer wins with identical
+content. An entry that cannot be read (e.g. truncated by a crash) counts as a miss and is rewritten.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from omni_msa.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -76,24 +79,37 @@ class MediaCache:
                               digest_size=20).hexdigest()
         return self.root / kind / f"{key}.npy"
 
+    def lookup(self, path: str | Path, kinds: Sequence[str], key: CacheKeyed) -> dict[str, np.ndarray] | None:
+        """The arrays of every kind in `kinds` under `key`, or None (a miss) unless all are there.
+        Counts one hit or one miss per kind."""
+        arrays = {}
+        for kind in kinds:
+            array = self._read(self.entry_path(path, kind, key))
+            if array is None:
+                self._count(misses=len(kinds))
+                return None
+            arrays[kind] = array
+        self._count(hits=len(kinds))
+        return arrays
+
+    def store(self, path: str | Path, arrays: Mapping[str, np.ndarray], key: CacheKeyed) -> None:
+        """Write each array under (content of `path`, its kind, `key`); a failed write only logs a warning."""
+        for kind, array in arrays.items():
+            entry = self.entry_path(path, kind, key)
+            try:
+                self._write(entry, np.asarray(array))
+            except OSError as error:  # a cache that cannot write (disk full, read-only) only costs time
+                logger.warning("media cache: cannot write %s: %s", entry, error)
+
     def get_or_compute(self, path: str | Path, kind: str, settings: CacheKeyed,
                        compute: Callable[[], np.ndarray]) -> np.ndarray:
         """The cached array for (content of `path`, `kind`, `settings`), computing and storing
         it on a miss. Raises OSError if `path` cannot be read; a failed write only logs a warning."""
-        entry = self.entry_path(path, kind, settings)
-        try:
-            array = np.load(entry, allow_pickle=False)
-        except (OSError, ValueError, EOFError):  # absent, or unreadable: recompute
-            pass
-        else:
-            self._count(hit=True)
-            return array
-        self._count(hit=False)
+        found = self.lookup(path, (kind,), settings)
+        if found is not None:
+            return found[kind]
         array = np.asarray(compute())
-        try:
-            self._write(entry, array)
-        except OSError as error:  # a cache that cannot write (disk full, read-only) only costs time
-            logger.warning("media cache: cannot write %s: %s", entry, error)
+        self.store(path, {kind: array}, settings)
         return array
 
     def clear(self) -> None:
@@ -102,26 +118,27 @@ class MediaCache:
             for kind_dir in self.root.iterdir():
                 if kind_dir.is_dir() and _KIND.match(kind_dir.name):
                     for file in kind_dir.iterdir():
-                        if file.suffix in (".npy", ".tmp"):
+                        if file.suffix in (".npy", ".partial"):
                             file.unlink(missing_ok=True)
         with self._lock:
             self.hits = self.misses = 0
 
-    def _count(self, *, hit: bool) -> None:
+    def _count(self, *, hits: int = 0, misses: int = 0) -> None:
         with self._lock:
-            if hit:
-                self.hits += 1
-            else:
-                self.misses += 1
+            self.hits += hits
+            self.misses += misses
+
+    @staticmethod
+    def _read(entry: Path) -> np.ndarray | None:
+        try:
+            return np.load(entry, allow_pickle=False)
+        except (OSError, ValueError, EOFError):  # absent, or unreadable: recompute
+            return None
 
     @staticmethod
     def _write(entry: Path, array: np.ndarray) -> None:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
+        def write(temporary: Path) -> None:
+            with open(temporary, "wb") as handle:  # a handle: np.save would append .npy to a name
                 np.save(handle, array, allow_pickle=False)
-            os.replace(temp, entry)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+
+        atomic_write(entry, write)

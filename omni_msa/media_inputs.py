@@ -1,12 +1,15 @@
 """A sample's media decoded for the Qwen2.5-Omni processor, once per set of processing parameters.
 
-Video goes through qwen-omni-utils' `fetch_video` with its decord reader (we set
-`FORCE_QWENVL_VIDEO_READER=decord` before the first import; qwen-omni-utils 0.0.9 reads it once at
-import and never picks torchcodec then). If that reader is not in use or fails on a file (its own
-fallback, torchvision's `read_video`, no longer exists in torchvision 0.29), the frames are decoded
-with PyAV (a counting pass, then only the selected frames are kept) and sampled and resized by the
-same qwen-omni-utils rules (on the synthetic set both readers give identical arrays, so cache entries
-do not record which one made them):
+Video frames are read by qwen-omni-utils' decord reader (we set `FORCE_QWENVL_VIDEO_READER=decord`
+before the first import; qwen-omni-utils 0.0.9 reads it once at import and never picks torchcodec
+then), called directly rather than through `fetch_video`, whose fallback for any reader error is
+torchvision's `read_video`, gone from torchvision 0.29. If decord is not in use, or fails to open
+a file (`RuntimeError` from its reader, `DECORDError` from its C core), the frames are read with
+PyAV instead (a counting pass, then only the selected frames are kept); the first such fallback
+of a process is logged as a WARNING, later ones at DEBUG. Both readers' frames are then sampled and
+resized by the same qwen-omni-utils rules (on the synthetic set decord and PyAV give arrays within
+2 grey levels of each other, not identical), and a cache entry records which decoder made it:
+`decord`, `pyav` (decord not in use) or `pyav_fallback` (decord failed on that file).
 
 - frame count: with T source frames at source rate r (duration D = T / r),
   n = floor_even(min(max(D * fps, ceil_even(min_frames)), floor_even(max_frames), T)),
@@ -31,11 +34,14 @@ Audio is float32 mono at `sample_rate`, from `sample.audio`, or with `use_audio_
 video's own track through PyAV (no ffmpeg binary needed); a sample without a video then falls back
 to its audio file. Audio longer than `max_audio_seconds` (Whisper's 30 s window, past which the
 processor's feature extractor would cut it silently) is truncated with a warning naming the sample,
-and the original length is recorded in `DecodedMedia.audio_truncated_from`.
+and the original length is recorded in `DecodedMedia.audio_truncated_from`. Audio without samples
+or with a non-finite sample (NaN, infinity) is a DataError; an all-zero (silent) track is valid.
+How short is too short depends on the processor: `omni_msa.inputs.InputBuilder` checks that.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -45,6 +51,7 @@ from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 import av
 import numpy as np
@@ -57,14 +64,16 @@ from omni_msa.data.record import DataError, Sample
 from omni_msa.media_cache import MediaCache
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 READER_ENV = "FORCE_QWENVL_VIDEO_READER"
 PATCH_FACTOR = 28  # vision patch 14 x spatial merge 2
 FRAME_FACTOR = 2  # temporal patch: frame counts are even
 QWEN_VIDEO_MAX_PIXELS = 768 * PATCH_FACTOR ** 2  # qwen-omni-utils' per-frame cap
-DECODE_VERSION = "media-v1"  # bump when decoding changes, so old cache entries stop matching
+DECODE_VERSION = "media-v2"  # bump when decoding changes, so old cache entries stop matching
 
 VIDEO, VIDEO_FPS, AUDIO, AUDIO_FROM_VIDEO = "video", "video_fps", "audio", "audio_from_video"
+DECORD, PYAV, PYAV_FALLBACK = "decord", "pyav", "pyav_fallback"  # the decoders a video entry may come from
 
 
 @dataclass(frozen=True)
@@ -109,12 +118,37 @@ class MediaSettings:
 class DecodedMedia:
     """A sample's decoded media: float32 mono audio at the settings' rate, uint8 T x H x W x 3
     frames and their effective sampling rate, or None where the sample has no such media.
-    `audio_truncated_from` is the original length in seconds when the audio was cut."""
+    `audio_truncated_from` is the original length in seconds when the audio was cut; `audio_field`
+    and `audio_source` say where the audio came from (the `audio` file, or the `video` file's track)."""
 
     audio: np.ndarray | None = None
     video: np.ndarray | None = None
     video_fps: float | None = None
     audio_truncated_from: float | None = None
+    audio_field: str | None = None
+    audio_source: str | None = None
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """Sampled, resized uint8 T x H x W x 3 frames, their effective rate, the decoder that read
+    them, and whether they came from the media cache."""
+
+    frames: np.ndarray
+    fps: float
+    decoder: str
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class DecoderKey:
+    """A video cache key: the media settings and the decoder that produced the entry."""
+
+    settings: MediaSettings
+    decoder: str
+
+    def cache_key(self) -> str:
+        return f"{self.settings.cache_key()}:decoder={self.decoder}"
 
 
 def decode_sample_media(sample: Sample, settings: MediaSettings,
@@ -122,37 +156,35 @@ def decode_sample_media(sample: Sample, settings: MediaSettings,
     """Decode (or fetch from `cache`) the sample's video frames and audio.
 
     Raises DataError naming the sample, the field (`video` or `audio`) and the file on any
-    failure: a missing file, an undecodable one, a video too short for two frames, or a video
-    without an audio track when `use_audio_in_video` asks for it.
+    failure: a missing file, an undecodable one, a video too short for two frames, a video
+    without an audio track when `use_audio_in_video` asks for it, or audio that is empty or
+    holds non-finite samples.
     """
     video = video_fps = None
     if sample.video is not None:
         video, video_fps = _video(sample, Path(sample.video), settings, cache)
-    audio, truncated_from = _audio(sample, settings, cache)
-    return DecodedMedia(audio=audio, video=video, video_fps=video_fps, audio_truncated_from=truncated_from)
+    audio, truncated_from, field, source = _audio(sample, settings, cache)
+    return DecodedMedia(audio=audio, video=video, video_fps=video_fps, audio_truncated_from=truncated_from,
+                        audio_field=field, audio_source=source)
 
 
 def _video(sample: Sample, path: Path, settings: MediaSettings,
            cache: MediaCache | None) -> tuple[np.ndarray, float]:
-    """Frames and effective fps, cached as two entries decoded together."""
-    decoded: list[float] = []
+    """Frames and effective fps, cached together under the decoder that produced them."""
+    def cached(decoder: str) -> DecodedVideo | None:
+        found = cache.lookup(path, (VIDEO, VIDEO_FPS), DecoderKey(settings, decoder)) if cache is not None else None
+        return None if found is None else DecodedVideo(found[VIDEO], float(found[VIDEO_FPS][0]), decoder, True)
 
-    def frames() -> np.ndarray:
-        video, fps = decode_video(path, settings)
-        decoded.append(fps)
-        return video
-
-    def fps() -> np.ndarray:
-        if not decoded:
-            frames()
-        return np.array([decoded[0]])
-
-    video = _load(sample, "video", path, VIDEO, settings, cache, frames)
-    return video, float(_load(sample, "video", path, VIDEO_FPS, settings, cache, fps)[0])
+    decoded = _guarded(sample, "video", path, VIDEO, lambda: decode_video(path, settings, cached))
+    if cache is not None and not decoded.cached:
+        cache.store(path, {VIDEO: decoded.frames, VIDEO_FPS: np.array([decoded.fps])},
+                    DecoderKey(settings, decoded.decoder))
+    return decoded.frames, decoded.fps
 
 
 def _audio(sample: Sample, settings: MediaSettings,
-           cache: MediaCache | None) -> tuple[np.ndarray | None, float | None]:
+           cache: MediaCache | None) -> tuple[np.ndarray | None, float | None, str | None, str | None]:
+    """The wave, its original length in seconds if truncated, and the field and file it came from."""
     rate = settings.sample_rate
     if settings.use_audio_in_video and sample.video is not None:
         path, field, kind = Path(sample.video), "video", AUDIO_FROM_VIDEO
@@ -161,26 +193,30 @@ def _audio(sample: Sample, settings: MediaSettings,
         path, field, kind = Path(sample.audio), "audio", AUDIO
         compute = lambda: read_audio(path, rate)  # noqa: E731
     else:
-        return None, None
-    wave = _load(sample, field, path, kind, settings, cache, compute)
+        return None, None, None, None
+    wave = _guarded(sample, field, path, kind,
+                    lambda: compute() if cache is None else cache.get_or_compute(path, kind, settings, compute))
     if wave.size == 0:
         raise DataError("no audio samples", sample_id=sample.id, field=field, source=path)
+    bad = int(np.count_nonzero(~np.isfinite(wave)))
+    if bad:
+        raise DataError(f"{bad} of {wave.size} audio samples are not finite (NaN or infinity)",
+                        sample_id=sample.id, field=field, source=path)
     limit = settings.max_audio_seconds
     if limit is None or len(wave) <= round(limit * rate):
-        return wave, None
+        return wave, None, field, str(path)
     seconds = len(wave) / rate
     logger.warning("sample %r: %s audio of %.2f s truncated to its first %g s (%s)", sample.id, field,
                    seconds, limit, path)
-    return wave[:round(limit * rate)], seconds
+    return wave[:round(limit * rate)], seconds, field, str(path)
 
 
-def _load(sample: Sample, field: str, path: Path, kind: str, settings: MediaSettings,
-          cache: MediaCache | None, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """Run `compute` through the cache, turning every failure into a DataError naming the sample."""
+def _guarded(sample: Sample, field: str, path: Path, kind: str, action: Callable[[], _T]) -> _T:
+    """Run `action` on an existing file, turning every decoding failure into a DataError naming the sample."""
     if not path.is_file():
         raise DataError("file not found", sample_id=sample.id, field=field, source=path)
     try:
-        return compute() if cache is None else cache.get_or_compute(path, kind, settings, compute)
+        return action()
     except DataError as error:
         raise DataError(error.reason, sample_id=sample.id, field=field, source=error.source or path) from None
     except (OSError, ValueError, RuntimeError) as error:
@@ -188,36 +224,62 @@ def _load(sample: Sample, field: str, path: Path, kind: str, settings: MediaSett
                         source=path) from error
 
 
-def decode_video(path: Path, settings: MediaSettings) -> tuple[np.ndarray, float]:
-    """uint8 T x H x W x 3 frames and the effective fps, through qwen-omni-utils and decord, or
-    through PyAV when that reader is unavailable or fails on this file."""
+def _not_cached(decoder: str) -> None:
+    return None
+
+
+def decode_video(path: Path, settings: MediaSettings,
+                 cached: Callable[[str], DecodedVideo | None] = _not_cached) -> DecodedVideo:
+    """Frames sampled and resized by the qwen-omni-utils rules, read by decord, or by PyAV when
+    decord is not in use or fails to open this file. `cached(decoder)` is asked first for what
+    that decoder would give: the PyAV fallback's entry is only used once decord has failed again."""
     vision = _qwen_vision()
-    if _decord_in_use():
-        options = {"video": str(path), "min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels,
-                   "total_pixels": settings.total_pixels, **_frame_options(settings)}
-        try:
-            video, fps = vision.fetch_video(options, return_video_sample_fps=True)
-        except Exception as error:  # decord's errors are untyped; PyAV decides if the file is bad
-            logger.info("decord could not read %s (%s); decoding with PyAV", path, error)
-        else:
-            return _to_uint8_frames(video), float(fps)
-    return _decode_video_pyav(path, settings, vision)
+    if not _decord_in_use():
+        return cached(PYAV) or _decode_video_pyav(path, settings, vision, PYAV)
+    if (hit := cached(DECORD)) is not None:
+        return hit
+    from decord import DECORDError
+
+    try:
+        # fetch_video's decord reader (qwen-omni-utils 0.0.9): T x 3 x H x W frames, metadata, effective fps
+        video, _, fps = vision.VIDEO_READER_BACKENDS[DECORD]({"video": str(path), **_frame_options(settings)})
+    except (RuntimeError, DECORDError) as error:  # decord cannot open or read the file
+        _warn_fallback(path, error)
+        return cached(PYAV_FALLBACK) or _decode_video_pyav(path, settings, vision, PYAV_FALLBACK)
+    return DecodedVideo(_resize(video, settings, vision), float(fps), DECORD)
 
 
-def _decode_video_pyav(path: Path, settings: MediaSettings, vision: ModuleType) -> tuple[np.ndarray, float]:
-    """The same frame selection and resizing as qwen-omni-utils' `fetch_video`, on PyAV frames.
+_FALLBACKS = itertools.count()  # decord failures in this process
+
+
+def _warn_fallback(path: Path, error: Exception) -> None:
+    """A WARNING for the first decord failure of the process, DEBUG for the later ones."""
+    level = logging.WARNING if next(_FALLBACKS) == 0 else logging.DEBUG
+    logger.log(level, "decord could not read %s (%s: %s); decoding it with PyAV (cached as %r; warned once "
+               "per process, later files at DEBUG)", path, type(error).__name__, error, PYAV_FALLBACK)
+
+
+def _decode_video_pyav(path: Path, settings: MediaSettings, vision: ModuleType, decoder: str) -> DecodedVideo:
+    """The frames qwen-omni-utils' decord reader selects, read with PyAV and resized the same way.
     A counting pass comes first, so only the selected frames are ever held in memory."""
     total, source_fps = _count_frames(path)
     count = vision.smart_nframes(_frame_options(settings), total_frames=total, video_fps=source_fps)
     indices = torch.linspace(0, total - 1, count).round().long().tolist()
     video = torch.from_numpy(_read_frames(path, indices)).permute(0, 3, 1, 2)
+    return DecodedVideo(_resize(video, settings, vision), count / total * source_fps, decoder)
+
+
+def _resize(video: torch.Tensor, settings: MediaSettings, vision: ModuleType) -> np.ndarray:
+    """fetch_video's resizing: smart_resize within the pixel bounds (per frame at most
+    total_pixels / n * 2), bicubic with antialiasing."""
+    count = video.shape[0]
     max_pixels = min(settings.max_pixels,
                      max(min(QWEN_VIDEO_MAX_PIXELS, settings.total_pixels / count * FRAME_FACTOR),
                          int(settings.min_pixels * 1.05)))
     height, width = vision.smart_resize(video.shape[2], video.shape[3], factor=PATCH_FACTOR,
                                         min_pixels=settings.min_pixels, max_pixels=max_pixels)
     video = resize(video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True).float()
-    return _to_uint8_frames(video), count / total * source_fps
+    return _to_uint8_frames(video)
 
 
 def _count_frames(path: Path) -> tuple[int, float]:

@@ -1,16 +1,17 @@
 """Batch scoring from a checkpoint (or zero-shot from a bare backbone), and one-sample scoring.
 
 Scoring is resumable and shardable: each process of an `accelerate launch` scores its shard of
-the ids still missing from the output, failures go to the errors file with the id and the
-reason, and rank 0 merges the parts so every id appears exactly once.
+the ids still missing from the output, samples with bad data go to the errors file with the id,
+the field and the reason, and rank 0 merges the parts so every id appears exactly once. Batches
+run through the one prediction path (`omni_msa.prediction`): an out-of-memory batch is retried at
+half size once and otherwise stops the run; only data errors are recorded per sample.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import time
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ import torch
 from omni_msa.assemble import Assembled, assemble
 from omni_msa.checkpoint import CONFIG_FILE, load_weights, read_config
 from omni_msa.config import OmniRunConfig, config_from_dict
-from omni_msa.data.batching import group_batches
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import DataError, Sample
+from omni_msa.files import write_json
+from omni_msa.inputs import PreparedSample
 from omni_msa.metrics import latency_summary, regression_metrics
 from omni_msa.parse import StatusCounts
+from omni_msa.prediction import BatchOutcome, iter_predictions
 from omni_msa.readouts import get_readout, readout_names
 from omni_msa.scoring_io import PredictionWriter, merge_shards, part_path, read_predictions, shard_ids
 
@@ -52,15 +55,13 @@ def zero_shot_scorer(cfg: OmniRunConfig) -> Assembled:
     return assemble(cfg)
 
 
-def readout_name(cfg: OmniRunConfig, zero_shot: bool) -> str:
-    return cfg.readout.kind
-
-
 def score_shard(assembled: Assembled, samples: list[Sample], protocol: MissingnessProtocol, writer: PredictionWriter,
                 *, readout: str, batch_size: int, device: torch.device, window: int = 256) -> int:
-    """Score samples into `writer`; a sample that fails to prepare, or a batch that fails to run,
-    is recorded in the errors file and the rest go on. Samples are prepared (media decoded) a
-    window at a time, so memory does not grow with the manifest. Returns the rows written."""
+    """Score samples into `writer`, batch by batch; a sample that fails to prepare, or that fails
+    on its own after its batch failed on its data, is recorded in the errors file and the rest go
+    on. Samples are prepared (media decoded) a window at a time, so memory does not grow with the
+    manifest. Returns the rows written; raises `PredictionOutOfMemory` when out of memory even at
+    half the batch size."""
     written = 0
     for start in range(0, len(samples), window):
         prepared = []
@@ -69,48 +70,67 @@ def score_shard(assembled: Assembled, samples: list[Sample], protocol: Missingne
                 prepared.append(assembled.builder.prepare(sample, protocol.draw(sample.id)))
             except DataError as error:
                 writer.write_error(sample.id, error)
-        for indices in group_batches([p.group for p in prepared], [p.length for p in prepared], batch_size):
-            written += _score_batch(assembled, [prepared[i] for i in indices], writer, readout, device)
+        for outcome in iter_predictions(assembled, prepared, batch_size, device):
+            written += _score_batch(outcome, prepared, writer, readout)
     return written
 
 
-def _score_batch(assembled: Assembled, items: list, writer: PredictionWriter, readout: str,
-                 device: torch.device) -> int:
-    try:
-        batch = assembled.builder.collate(items, padding_side="left").to(device)
-        start = time.perf_counter()
-        out = assembled.readout.predict(batch)
-        latency_ms = 1000 * (time.perf_counter() - start) / len(items)
-    except (DataError, ValueError, RuntimeError) as error:
-        for item in items:
-            writer.write_error(item.id, f"batch failed: {type(error).__name__}: {error}")
-        return 0
-    for j, item in enumerate(items):
+def _score_batch(outcome: BatchOutcome, prepared: list[PreparedSample], writer: PredictionWriter,
+                 readout: str) -> int:
+    """Write one batch's rows and errors; returns the rows written."""
+    for error in outcome.errors:
+        writer.write_error(error.id, error.reason, field=error.field,
+                           **({"source": error.source} if error.source is not None else {}))
+    for result in outcome.results:
+        item = prepared[result.index]
         row: dict[str, Any] = {
-            "id": item.id, "split": item.split, "label": item.label, "pred": float(out.values[j]),
-            "readout": readout, "status": out.statuses[j], "latency_ms": latency_ms,
-            "present": list(item.present), "intra": item.intra, "batch_size": len(items),
+            "id": result.id, "split": item.split, "label": item.label, "pred": result.pred,
+            "readout": readout, "status": result.status, "latency_ms": result.latency_ms,
+            "present": list(result.present), "intra": result.intra, "batch_size": result.batch_size,
         }
-        if out.texts is not None:
-            row["generated"] = out.texts[j]
+        if result.generated is not None:
+            row["generated"] = result.generated
         writer.write(row)
-    return len(items)
+    return len(outcome.results)
 
 
 def summarise_predictions(path: str | Path, dataset: str) -> dict[str, Any]:
-    """Metrics, parse-status counts and latency over a predictions file."""
+    """Metrics, parse-status counts and latency over a predictions file. A metric that is
+    undefined on these predictions is None, with `<metric>_reason` beside it."""
     rows = read_predictions(path)
     if not rows:
         raise ValueError(f"{path}: no predictions to summarise")
     preds = np.array([r["pred"] for r in rows])
     labels = np.array([r["label"] for r in rows])
-    return {"n": len(rows), "metrics": regression_metrics(preds, labels, dataset),
+    return {"n": len(rows), "metrics": _defined_metrics(regression_metrics(preds, labels, dataset), preds, labels),
             "status": StatusCounts.of(r["status"] for r in rows).as_dict(),
             "latency_ms": latency_summary([r["latency_ms"] for r in rows])}
 
 
+def _defined_metrics(metrics: dict[str, float], preds: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Non-finite metrics as None with the reason beside them (JSON has no NaN)."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        out[key] = value if math.isfinite(value) else None
+        if out[key] is None:
+            out[f"{key}_reason"] = _undefined_reason(key, preds, labels)
+    return out
+
+
+def _undefined_reason(key: str, preds: np.ndarray, labels: np.ndarray) -> str:
+    """Why `omni_msa.metrics.regression_metrics` left `key` undefined (nan), by its rules: Pearson
+    correlation needs predictions and labels that vary; the `_non0` metrics need a nonzero label."""
+    if key == "corr":
+        constant = [name for name, values in (("predictions", preds), ("labels", labels))
+                    if np.all(values == values[0])]
+        return f"constant {' and '.join(constant)}" if constant else "undefined on these predictions"
+    if key.endswith("_non0") and not np.any(labels != 0):
+        return "every label is 0"
+    return "undefined on these predictions"
+
+
 def score_file(assembled: Assembled, cfg: OmniRunConfig, samples: list[Sample], out: str | Path, *,
-               protocol: MissingnessProtocol, zero_shot: bool = False, batch_size: int = 16,
+               protocol: MissingnessProtocol, batch_size: int = 16,
                invalid: list[DataError] = ()) -> dict[str, Any] | None:
     """Score under the current accelerate process layout; rank 0 merges and returns the summary.
 
@@ -130,7 +150,7 @@ def score_file(assembled: Assembled, cfg: OmniRunConfig, samples: list[Sample], 
         if state.is_main_process:
             for error in invalid:
                 writer.write_error(error.sample_id or "unknown", error)
-        score_shard(assembled, mine, protocol, writer, readout=readout_name(cfg, zero_shot),
+        score_shard(assembled, mine, protocol, writer, readout=cfg.readout.kind,
                     batch_size=batch_size, device=state.device)
     state.wait_for_everyone()
     if not state.is_main_process:
@@ -139,7 +159,7 @@ def score_file(assembled: Assembled, cfg: OmniRunConfig, samples: list[Sample], 
     summary = {"protocol": protocol.to_dict(), "merge": dataclasses.asdict(report)}
     if out.exists() and read_predictions(out):
         summary.update(summarise_predictions(out, cfg.data.dataset))
-    out.with_name(out.name.removesuffix(".jsonl") + ".metrics.json").write_text(json.dumps(summary, indent=2))
+    write_json(out.with_name(out.name.removesuffix(".jsonl") + ".metrics.json"), summary)
     return summary
 
 

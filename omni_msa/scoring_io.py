@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import re
 from collections import Counter
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from omni_msa.data.record import DataError
+from omni_msa.files import atomic_write, dumps
 
 REQUIRED_KEYS = ("id", "split", "label", "pred", "readout", "status", "latency_ms", "present", "intra")
 # What two rows for one id must agree on (latency and extra keys may differ between runs).
@@ -94,27 +97,20 @@ def _latest_errors(rows: Iterable[dict[str, Any]], done: Iterable[str]) -> dict[
     return latest
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays, torch tensors
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def _line(row: Mapping[str, Any]) -> str:
-    # allow_nan=False: NaN is not JSON; a sample without a finite prediction belongs in the errors file.
-    return json.dumps(dict(row), ensure_ascii=False, allow_nan=False, default=_plain) + "\n"
+    return dumps(dict(row)) + "\n"
 
 
 def _replace(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Atomically rewrite a JSONL file, so a kill leaves the old or the new file, never half."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.writelines(_line(row) for row in rows)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    """Atomically rewrite a JSONL file (synced before the rename), so a kill leaves the old or the
+    new file, never half."""
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.writelines(_line(row) for row in rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    atomic_write(path, write)
 
 
 def _save_errors(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -148,6 +144,10 @@ class PredictionWriter:
         missing = [key for key in REQUIRED_KEYS if key not in row]
         if missing:
             raise ValueError(f"prediction row {row.get('id')!r} lacks {missing}")
+        pred = row["pred"]
+        if not isinstance(pred, numbers.Real) or not math.isfinite(pred):
+            # NaN is not JSON; a sample without a finite prediction belongs in the errors file.
+            raise ValueError(f"prediction row {row['id']!r}: pred {pred!r} is not a finite number")
         sample_id = row["id"]
         if not isinstance(sample_id, str):
             raise TypeError(f"id must be a str, got {type(sample_id).__name__}")

@@ -35,6 +35,7 @@ from omni_msa.datasets import get_dataset
 from omni_msa.files import write_json
 from omni_msa.metrics import regression_metrics
 from omni_msa.optim import groups_by_prefix, param_groups
+from omni_msa.prediction import predict_samples
 from omni_msa.parse import StatusCounts
 from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
 from omni_msa.seeding import derive_seed, epoch_protocol
@@ -204,23 +205,12 @@ class TrainingRecipe:
     # --- evaluation --------------------------------------------------------------------------
 
     def predict_valid(self) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """Predictions, statuses and per-sample latencies on the prepared valid samples."""
-        readout, builder = self.assembled.readout, self.assembled.builder
-        was_training = readout.training
-        readout.eval()
-        n = len(self.valid_prepared)
-        preds, statuses, latency = np.zeros(n), [""] * n, np.zeros(n)
-        prepared = self.valid_prepared
-        for indices in group_batches([p.group for p in prepared], [p.length for p in prepared],
-                                     self.opt.eval_batch_size):
-            batch = builder.collate([prepared[i] for i in indices], padding_side="left").to(self.accelerator.device)
-            start = time.perf_counter()
-            out = readout.predict(batch)
-            elapsed_ms = 1000 * (time.perf_counter() - start) / len(indices)
-            for j, i in enumerate(indices):
-                preds[i], statuses[i], latency[i] = float(out.values[j]), out.statuses[j], elapsed_ms
-        readout.train(was_training)
-        return preds, statuses, latency
+        """Predictions, statuses and per-sample latencies on the prepared valid samples, through
+        the prediction path batch scoring uses; a sample that fails stops the run."""
+        results = predict_samples(self.assembled, self.valid_prepared, self.opt.eval_batch_size,
+                                  self.accelerator.device).complete()
+        return (np.array([r.pred for r in results]), [r.status for r in results],
+                np.array([r.latency_ms for r in results]))
 
     def evaluate(self) -> dict[str, Any]:
         """Score valid, log it, and keep the best checkpoint on the dataset's selection metric."""

@@ -17,7 +17,7 @@ import json
 import logging
 
 from omni_msa.backbone import BackboneConfig
-from omni_msa.config import DataSettings, RunConfig
+from omni_msa.config import DataSettings, OmniRunConfig
 from omni_msa.data.manifest import read_manifest
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.readouts import ReadoutSettings
@@ -45,10 +45,10 @@ def main() -> None:
     if args.checkpoint:
         assembled, cfg = load_scorer(args.checkpoint)
     else:
-        cfg = RunConfig(output_dir=".", backbone=BackboneConfig(name_or_path=args.backbone, kind=args.kind,
+        cfg = OmniRunConfig(output_dir=".", backbone=BackboneConfig(name_or_path=args.backbone, kind=args.kind,
                                                                 quantization=args.quantization),
                         data=DataSettings(dataset=args.dataset or "mosi", train=args.manifest, valid=args.manifest),
-                        readout=ReadoutSettings(kind="generative"))
+                        readout=ReadoutSettings(kind="generative_zero_shot"))
         assembled = zero_shot_scorer(cfg)
     dataset = args.dataset or cfg.data.dataset
     loaded = read_manifest(args.manifest, dataset=dataset, skip_invalid=True)
@@ -57,7 +57,7 @@ def main() -> None:
                                    keep=None if args.keep is None else frozenset(args.keep.split(",")),
                                    seed=args.missing_seed)
     summary = score_file(assembled, cfg, loaded.samples, args.out, protocol=protocol,
-                         zero_shot=args.checkpoint is None, batch_size=args.batch_size, invalid=loaded.skipped)
+                         batch_size=args.batch_size, invalid=loaded.skipped)
     if summary is not None:
         print(json.dumps(summary, indent=2))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from omni_msa import media_inputs
 from omni_msa.data.media import read_audio, read_video_frames, write_mp4, write_wav
@@ -36,7 +37,8 @@ def expected_frame_count(total: int, source_fps: float, settings: MediaSettings)
     return int(min(max(wanted, low), high, total) // 2 * 2)
 
 
-@pytest.mark.parametrize("settings", [MediaSettings(), MediaSettings(fps=5.0, max_frames=8), MediaSettings(max_frames=2),
+@pytest.mark.parametrize("settings", [MediaSettings(), MediaSettings(fps=5.0, max_frames=8),
+                                      MediaSettings(max_frames=2),
                                       MediaSettings(min_pixels=16 * 28 * 28, max_pixels=40 * 28 * 28)])
 def test_video_follows_qwen_sampling_and_resize_rules(samples: list[Sample], settings: MediaSettings) -> None:
     for sample in samples:
@@ -52,12 +54,21 @@ def test_video_follows_qwen_sampling_and_resize_rules(samples: list[Sample], set
 
 def test_pyav_fallback_matches_qwen_fetch_video(samples: list[Sample], monkeypatch: pytest.MonkeyPatch) -> None:
     settings = MediaSettings()
-    through_decord = [media_inputs.decode_video(Path(s.video), settings) for s in samples[:3]]
+    vision = media_inputs._qwen_vision()
+    options = {"video": "", "min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels,
+               "total_pixels": settings.total_pixels, **media_inputs._frame_options(settings)}
+    for sample in samples[:3]:
+        decoded = media_inputs.decode_video(Path(sample.video), settings)
+        assert decoded.decoder == media_inputs.DECORD
+        reference, fps = vision.fetch_video(options | {"video": str(sample.video)}, return_video_sample_fps=True)
+        assert np.array_equal(decoded.frames, media_inputs._to_uint8_frames(reference)) and decoded.fps == fps
     monkeypatch.setattr(media_inputs, "_decord_in_use", lambda: False)
-    for sample, (frames, fps) in zip(samples[:3], through_decord):
-        pyav_frames, pyav_fps = media_inputs.decode_video(Path(sample.video), settings)
-        assert pyav_frames.shape == frames.shape and pyav_fps == pytest.approx(fps)
-        assert np.abs(pyav_frames.astype(int) - frames).max() <= 2
+    for sample in samples[:3]:
+        reference, fps = vision.fetch_video(options | {"video": str(sample.video)}, return_video_sample_fps=True)
+        pyav = media_inputs.decode_video(Path(sample.video), settings)
+        assert pyav.decoder == media_inputs.PYAV
+        assert pyav.frames.shape == (reference.shape[0], *reference.shape[2:], 3) and pyav.fps == pytest.approx(fps)
+        assert np.abs(pyav.frames.astype(int) - media_inputs._to_uint8_frames(reference)).max() <= 2
 
 
 def test_decoded_video_is_not_resized_again_by_the_video_processor(samples: list[Sample]) -> None:
@@ -242,3 +253,113 @@ def test_a_cache_that_cannot_write_still_returns_media(samples: list[Sample], tm
     with caplog.at_level(logging.WARNING, logger="omni_msa.media_cache"):
         media = decode_sample_media(samples[0], MediaSettings(), MediaCache(blocked))
     assert media.video is not None and media.audio is not None and "cannot write" in caplog.text
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_empty_and_non_finite_audio_are_data_errors_and_silence_is_valid(samples: list[Sample], tmp_path: Path,
+                                                                          cached: bool) -> None:
+    cache = MediaCache(tmp_path / "cache") if cached else None
+    base = samples[0]
+    length = len(read_audio(base.audio))
+    wave = np.zeros(length, np.float32)
+    cases = (("nan", np.nan, "not finite"), ("inf", np.inf, "not finite"), ("empty", None, "no audio"))
+    for name, bad, reason in cases:
+        path = tmp_path / f"{name}.wav"
+        if bad is None:
+            write_wav(path, np.zeros(0, np.float32), SR)
+        else:
+            one_bad = wave.copy()
+            one_bad[length // 2] = bad
+            soundfile.write(str(path), one_bad, SR, subtype="FLOAT")
+        with pytest.raises(DataError, match=reason) as error:
+            decode_sample_media(dataclasses.replace(base, audio=path), MediaSettings(), cache)
+        _assert_names(error, base, "audio", path)
+    silent = tmp_path / "silent.wav"
+    write_wav(silent, wave, SR)
+    media = decode_sample_media(dataclasses.replace(base, audio=silent), MediaSettings(), cache)
+    assert media.audio.shape == (length,) and not media.audio.any()
+    assert (media.audio_field, media.audio_source) == ("audio", str(silent))
+
+
+def _zero_frame_video(path: Path) -> Path:
+    """An AVI whose video stream has no frames (mp4 drops a stream without packets)."""
+    import av
+
+    if "mpeg4" not in av.codecs_available:
+        pytest.skip("PyAV has no mpeg4 encoder")
+    container = av.open(str(path), "w", format="avi")
+    stream = container.add_stream("mpeg4", rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+    container.start_encoding()
+    container.close()
+    return path
+
+
+def test_a_video_without_frames_is_a_data_error(samples: list[Sample], tmp_path: Path) -> None:
+    path = _zero_frame_video(tmp_path / "empty.avi")
+    with pytest.raises(DataError, match="no frames") as error:
+        decode_sample_media(dataclasses.replace(samples[0], video=path), MediaSettings())
+    _assert_names(error, samples[0], "video", path)
+
+
+def _poison(cache: MediaCache, path: Path, settings: MediaSettings, decoder: str, value: int) -> None:
+    """Store recognisable frames under one decoder's key."""
+    frames = np.full((2, 28, 28, 3), value, np.uint8)
+    cache.store(path, {media_inputs.VIDEO: frames, media_inputs.VIDEO_FPS: np.array([1.0])},
+                media_inputs.DecoderKey(settings, decoder))
+
+
+def test_cache_entries_of_one_decoder_are_not_served_for_another(samples: list[Sample], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    cache, settings, sample = MediaCache(tmp_path / "cache"), MediaSettings(), samples[1]
+    _poison(cache, sample.video, settings, media_inputs.PYAV, 7)
+    through_decord = decode_sample_media(sample, settings, cache).video
+    assert through_decord.shape[1] > 28 and not np.all(through_decord == 7)
+    assert cache.entry_path(sample.video, media_inputs.VIDEO, media_inputs.DecoderKey(settings, "decord")).is_file()
+    monkeypatch.setattr(media_inputs, "_decord_in_use", lambda: False)
+    assert np.all(decode_sample_media(sample, settings, cache).video == 7)  # PyAV's own (poisoned) entry
+    assert settings.cache_key() != media_inputs.DecoderKey(settings, "pyav").cache_key()
+
+
+def test_decord_failure_falls_back_to_pyav_with_one_warning_and_its_own_cache_entry(
+        samples: list[Sample], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import itertools
+
+    from decord import DECORDError
+
+    cache, settings = MediaCache(tmp_path / "cache"), MediaSettings()
+    readers = media_inputs._qwen_vision().VIDEO_READER_BACKENDS
+    fallback_key = media_inputs.DecoderKey(settings, media_inputs.PYAV_FALLBACK)
+
+    def broken(options: dict) -> None:
+        raise DECORDError(f"cannot open {options['video']}")
+
+    monkeypatch.setattr(media_inputs, "_FALLBACKS", itertools.count())
+    with monkeypatch.context() as patch, caplog.at_level(logging.DEBUG, logger="omni_msa.media_inputs"):
+        patch.setitem(readers, "decord", broken)
+        fallen_back = [decode_sample_media(s, settings, cache).video for s in samples[:3]]
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records if "decord could not read" in r.getMessage()]
+    assert [level for level, _ in messages] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert str(samples[0].video) in messages[0][1]
+    for sample, frames in zip(samples[:3], fallen_back):
+        assert cache.entry_path(sample.video, media_inputs.VIDEO, fallback_key).is_file()
+        pyav = media_inputs.decode_video(Path(sample.video), settings)  # decord works again
+        assert pyav.decoder == media_inputs.DECORD and np.abs(pyav.frames.astype(int) - frames).max() <= 2
+
+    for sample in samples[:2]:
+        _poison(cache, sample.video, settings, media_inputs.PYAV_FALLBACK, 9)
+    assert not np.all(decode_sample_media(samples[0], settings, cache).video == 9)  # decord reads it again
+    monkeypatch.setitem(readers, "decord", broken)
+    monkeypatch.setattr(media_inputs, "_decode_video_pyav", lambda *args: pytest.fail("the entry should be used"))
+    assert np.all(decode_sample_media(samples[1], settings, cache).video == 9)  # decord fails again: the fallback's
+    assert not np.all(decode_sample_media(samples[0], settings, cache).video == 9)  # what decord made, cached
+
+
+def test_a_file_decord_reads_but_is_too_short_is_a_data_error_not_a_fallback(
+        samples: list[Sample], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    one_frame = tmp_path / "one_frame.mp4"
+    write_mp4(one_frame, read_video_frames(samples[0].video)[:1], FPS, audio=None)
+    with caplog.at_level(logging.DEBUG, logger="omni_msa.media_inputs"), pytest.raises(DataError, match="nframes"):
+        decode_sample_media(dataclasses.replace(samples[0], video=one_frame), MediaSettings())
+    assert "decord could not read" not in caplog.text

@@ -137,7 +137,7 @@ def test_zero_shot_generative_scoring_counts_parse_statuses(tiny_thinker_dir, sy
     assembled = zero_shot_scorer(cfg)
     assert assembled.trainable["trainable"] == 0, "zero-shot scoring trains nothing and adds no LoRA"
     summary = score_file(assembled, cfg, synthetic_samples[:6], tmp_path / "zs.jsonl",
-                         protocol=MissingnessProtocol(keep={"text"}), zero_shot=True, batch_size=3)
+                         protocol=MissingnessProtocol(keep={"text"}), batch_size=3)
     rows = read_predictions(tmp_path / "zs.jsonl")
     assert len(rows) == 6 and {r["readout"] for r in rows} == {"generative_zero_shot"}
     assert all("generated" in r for r in rows)

@@ -128,7 +128,7 @@ class OmniReadout:
         assembled, cfg = self._scorer(fit, data)
         started = time.perf_counter()
         summary = score_file(assembled, cfg, data.eval_samples, out_path, protocol=protocol,
-                             zero_shot=self.spec.zero_shot, batch_size=self.eval_batch_size)
+                             batch_size=self.eval_batch_size)
         if summary is None:
             return None
         rows = read_predictions(out_path)
