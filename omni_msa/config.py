@@ -161,7 +161,3 @@ def _with_run_seed(raw: Mapping[str, Any]) -> dict[str, Any]:
         raw[name] = {"seed": seed, **protocol} if isinstance(protocol, Mapping) and isinstance(seed, int) else protocol
     return raw
 
-
-# The old name, until assemble.py, score.py, compare/omni_family.py, train.py, scripts/score.py,
-# scripts/bench_readout_latency.py and tests/conftest.py import OmniRunConfig.
-RunConfig = OmniRunConfig

@@ -129,6 +129,13 @@ def _undefined_reason(key: str, preds: np.ndarray, labels: np.ndarray) -> str:
     return "undefined on these predictions"
 
 
+def place_on(readout: torch.nn.Module, device: torch.device) -> None:
+    """Move the readout to this process's device unless it is there already (a quantized backbone
+    is placed by its device map when it loads, and bitsandbytes weights must not be moved again)."""
+    if any(p.device != torch.device(device) for p in readout.parameters()):
+        readout.to(device)
+
+
 def score_file(assembled: Assembled, cfg: OmniRunConfig, samples: list[Sample], out: str | Path, *,
                protocol: MissingnessProtocol, batch_size: int = 16,
                invalid: list[DataError] = ()) -> dict[str, Any] | None:
@@ -138,6 +145,7 @@ def score_file(assembled: Assembled, cfg: OmniRunConfig, samples: list[Sample], 
     from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available())
+    place_on(assembled.readout, state.device)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if state.is_main_process:

