@@ -33,7 +33,7 @@ from omni_msa.files import read_jsonl, write_json, write_jsonl
 from omni_msa.report import result_row
 from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
 
-from classic_msa.config import DataConfig, ClassicRunConfig
+from classic_msa.config import ClassicRunConfig, DataConfig
 from classic_msa.evaluation import evaluate
 from classic_msa.model import FeatureModel, build_model, model_class
 from classic_msa.seeding import seed_everything

@@ -428,5 +428,6 @@ def write_report(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, *, pref
     if modes:
         for metric in metrics:
             plots.append(plot_mode_bars(modes, metric, out_dir / f"{prefix}modes_{metric}.png"))
-            parts.append(pivot_table(modes, metric, title=f"{metric_label(metric, _dataset(modes))} per retention mode"))
+            title = f"{metric_label(metric, _dataset(modes))} per retention mode"
+            parts.append(pivot_table(modes, metric, title=title))
     return {"markdown": "\n".join(parts), "plots": plots}

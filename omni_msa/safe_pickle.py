@@ -14,10 +14,11 @@ import builtins
 import codecs
 import importlib
 import pickle
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -35,8 +35,8 @@ from omni_msa.datasets import get_dataset
 from omni_msa.files import write_json
 from omni_msa.metrics import regression_metrics
 from omni_msa.optim import groups_by_prefix, param_groups
-from omni_msa.prediction import predict_samples
 from omni_msa.parse import StatusCounts
+from omni_msa.prediction import predict_samples
 from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
 from omni_msa.seeding import derive_seed, epoch_protocol
 
@@ -242,7 +242,8 @@ class TrainingRecipe:
         self.start_time = time.perf_counter()
         self.steps_this_call, self.step_times, stopped_early = 0, [], False
         self.readout.train()
-        self.progress = tqdm(total=self.total_steps, initial=self.state.global_step, desc=f"train {self.cfg.readout.kind}",
+        self.progress = tqdm(total=self.total_steps, initial=self.state.global_step,
+                             desc=f"train {self.cfg.readout.kind}",
                              disable=not self.show_progress or not self.accelerator.is_local_main_process)
         while self.state.epoch < self.opt.epochs and self.state.global_step < self.total_steps and not stopped_early:
             if not self.train_epoch(stop_after_steps):

@@ -124,7 +124,8 @@ def main() -> None:
         c_cells = (["–"] * 4 if c is None else
                    [f"{c['params']:,}", f"{c['train_sps']:.0f}", f"{c['infer1_ms']:.2f}", f"{c['infer64_ms']:.2f}"])
         lines.append(f"| {name} | {d['params']:,} | {PAPER_PARAMS.get(name, 'not reported')} | "
-                     f"{d['train_sps']:.0f} | {d['infer1_ms']:.2f} | {d['infer64_ms']:.2f} | " + " | ".join(c_cells) + " |")
+                     f"{d['train_sps']:.0f} | {d['infer1_ms']:.2f} | {d['infer64_ms']:.2f} | "
+                     + " | ".join(c_cells) + " |")
     lines += ["", "Notes:"]
     for name, (low, high) in PAPER_RANGES.items():
         if name in results:

@@ -58,9 +58,9 @@ def main() -> None:
         "inter 0.3 + intra uniform (LNLN)": MissingnessProtocol(inter_rate=0.3, intra_rate="uniform", seed=args.seed),
     }
     for name, protocol in protocols.items():
-        draws, seconds = timed(lambda: [protocol.draw(i) for i in ids])
+        draws, seconds = timed(lambda protocol=protocol: [protocol.draw(i) for i in ids])
         rows.append((f"draw specs for all ids, {name}", seconds, len(ids)))
-        _, seconds = timed(lambda: [apply_to_features(s, d) for s, d in zip(samples, draws)])
+        _, seconds = timed(lambda draws=draws: [apply_to_features(s, d) for s, d in zip(samples, draws)])
         rows.append((f"apply masks to one epoch of features, {name}", seconds, len(ids)))
 
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)

@@ -53,8 +53,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    cfg = OmniRunConfig(output_dir="/tmp/omni_msa_latency", backbone=BackboneConfig(name_or_path="smollm2", kind="causal_lm"),
-                    data=DataSettings(dataset="mosi", train=args.manifest, valid=args.manifest))
+    cfg = OmniRunConfig(output_dir="/tmp/omni_msa_latency",
+                        backbone=BackboneConfig(name_or_path="smollm2", kind="causal_lm"),
+                        data=DataSettings(dataset="mosi", train=args.manifest, valid=args.manifest))
     assembled = assemble(cfg)
     disc = assembled.readout.eval()
     builder = assembled.builder

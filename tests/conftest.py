@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from omni_msa.backbone import BackboneConfig
-from omni_msa.config import DataSettings, OptimSettings, OmniRunConfig
+from omni_msa.backbone import BackboneConfig, LoraSettings
+from omni_msa.config import DataSettings, OmniRunConfig, OptimSettings
 from omni_msa.media_inputs import MediaSettings
-from omni_msa.backbone import LoraSettings
 from omni_msa.readouts import ReadoutSettings
 
 

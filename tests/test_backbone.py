@@ -131,7 +131,8 @@ def test_kbit_preparation_freezes_without_upcasting(tiny_dir: str) -> None:
 def test_lora_lands_only_on_language_model_linears(tiny_dir: str) -> None:
     model, _ = thinker(tiny_dir, quantization="4bit")
     peft_model = apply_lora(model, LoraSettings(r=4), "qwen2_5_omni_thinker")
-    adapted = {name.split(".lora_")[0].removeprefix("base_model.model.") for name, _ in peft_model.named_parameters() if ".lora_" in name}
+    adapted = {name.split(".lora_")[0].removeprefix("base_model.model.")
+               for name, _ in peft_model.named_parameters() if ".lora_" in name}
     assert len(adapted) == 14 and all(LM_PROJECTION.fullmatch(name) for name in adapted)
     trainable = [name for name, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all(".lora_" in name for name in trainable)

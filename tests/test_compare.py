@@ -309,11 +309,13 @@ def test_demo_grid_end_to_end(tmp_path, monkeypatch):
     from omni_msa.compare.family import process_device
     assert {r["device"] for r in rows} == {str(process_device())}, "classic models run on the omni device"
     zero_shot = by_model["generative_zero_shot"][0]
-    assert zero_shot["trainable"]["trainable"] == 0 and sum(zero_shot["status_counts"].values()) == zero_shot["n_samples"]
+    assert zero_shot["trainable"]["trainable"] == 0
+    assert sum(zero_shot["status_counts"].values()) == zero_shot["n_samples"]
     assert all(r["latency_ms"]["p95"] >= r["latency_ms"]["p50"] > 0 for r in rows)
     disc = {r["eval_label"]: r["metrics"]["mae"] for r in by_model["discriminative"]}
     assert disc["keep=text"] != disc["inter=0"], "dropping audio and video must change the predictions"
-    ids = [json.loads(line)["id"] for line in Path(by_model["discriminative"][0]["predictions"]).read_text().splitlines()]
+    predictions = Path(by_model["discriminative"][0]["predictions"])
+    ids = [json.loads(line)["id"] for line in predictions.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == rows[0]["n_samples"]
     assert (tmp_path / "results" / "summary.md").is_file()
     main(args)                                       # everything finished: nothing is redone

@@ -19,8 +19,9 @@ FREE_FORM = {"losses", "group_lr"}
 
 def family_loader(raw: dict):
     """The loader of a config's family, told apart by its top-level keys."""
-    from classic_msa.config import ClassicRunConfig, load_classic_config
     from omni_msa.compare.config import CompareConfig, load_compare_config
+
+    from classic_msa.config import ClassicRunConfig, load_classic_config
 
     if "results_dir" in raw:
         return load_compare_config, CompareConfig
@@ -43,10 +44,11 @@ def test_config_builds_and_has_its_launch_command(path):
 
 def check_comparison_config(cfg) -> None:
     """Each readout's run config is valid, and so are the comparison's classic models."""
-    from classic_msa.config import load_classic_config
     from omni_msa.compare.family import SharedData
     from omni_msa.compare.omni_family import omni_contenders
     from omni_msa.data.missing import MissingnessProtocol
+
+    from classic_msa.config import load_classic_config
 
     data = SharedData(dataset=cfg.dataset, evaluate_on=cfg.evaluate_on,
                       manifest={"train": "train.csv", "valid": "valid.csv"}, samples={})

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from omni_msa.data.record import DataError
-from omni_msa.scoring_io import (PredictionWriter, errors_path_for, merge_shards, part_path, read_predictions,
-                                 shard_ids)
+from omni_msa.scoring_io import PredictionWriter, errors_path_for, merge_shards, part_path, read_predictions, shard_ids
 
 IDS = [f"clip_{i:02d}" for i in range(20)]
 

@@ -26,6 +26,7 @@ from classic_msa.data import FeatureBatch, real_steps
 from classic_msa.model import FeatureModel, register_model
 from classic_msa.text import TextStates
 
+
 @dataclass
 class MDFConfig:
     """MDF hyper-parameters; input dims default to unaligned MOSI (filled from data by the runner).

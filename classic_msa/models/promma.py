@@ -198,18 +198,37 @@ class ProMMA(FeatureModel):
     evaluator, fusion, head]`, `losses: {backbone: 1}`; stage 2: `frozen: [backbone]`.
 
     How each part of the abstract was read (only the abstract exists):
-    - Frozen pretrained backbone: no hub, so per-modality Transformer encoders (projection, learned positions, L pre-norm layers, LayerNorm, masked mean pool) + an MLP head on the 3 pooled features, pre-trained with L1 "backbone" loss in stage 1, frozen in stage 2 (group "backbone").
-    - Text input: masked word rows moved to the front ([CLS]/[SEP] dropped: the stored [CLS] row is never masked and would leak); audio/vision standardised with training statistics.
+    - Frozen pretrained backbone: no hub, so per-modality Transformer encoders (projection, learned positions, L
+      pre-norm layers, LayerNorm, masked mean pool) + an MLP head on the 3 pooled features, pre-trained with L1
+      "backbone" loss in stage 1, frozen in stage 2 (group "backbone").
+    - Text input: masked word rows moved to the front ([CLS]/[SEP] dropped: the stored [CLS] row is never masked
+      and would leak); audio/vision standardised with training statistics.
     - Learnable prompts: deep prompts, k tokens prepended at every encoder layer (re-set at each layer), no positions.
-    - Shared -> private prompts: one shared set P_s (L x k x d); P_m = P_s + P_s A_m B_m with a rank-r modality factor (A_m: d x r, B_m: r x d), so each P_m is a function of P_s.
-    - Multi-level residual: at each level the shared prompts P_s^l are added to the self-attention layer's outputs at the prompt positions; the modality's prompt state is the LayerNorm of the mean over levels.
-    - Missing-modality generator: per modality an MLP from the other two modalities' pooled backbone features (masked) + mask bits to the pooled feature of the missing one; "generator" = MSE to the real (detached) pooled feature where the modality is present, weighted by integrity.
-    - Evaluator: an MLP on (present mask, masked pooled features of the present modalities) -> per-modality gate in [0, 1]; decision = missing and gate > 0.5 (hard; the gate learns only from its pseudo-labels).
-    - Pseudo-labels: frozen backbone head on the pooled features with the missing modality as given (zeros encoded) vs replaced by ĝ_m, both detached; label 1 if generation lowered |pred - y|. In training one present modality per sample (>= 2 present) is also dropped by simulation (its "without" feature = the backbone on zeros) so complete data yields labels; "evaluator" = BCE over the missing (actual + simulated) pairs.
-    - Using a generated modality: where decided, the pooled feature is replaced by ĝ_m and the prompt state gets + Linear(ĝ_m) on every prompt token.
-    - Cross-attention: per modality a `CrossModalAttention` (query = its k prompt states, context = the other two modalities' 2k prompt states); token mean -> c_m.
-    - MI-based weights: one Deep-InfoMax JSD estimator per modality between c_m and the fused mean f = mean_m c_m; "mi" = mean of their losses (maximising MI); the pointwise score is the critic T_m(c_m, f) (at the JSD optimum T = log p(x,y)/p(x)p(y)), detached, softmax over modalities -> weights summing to 1 per sample, batch-independent.
-    - Prediction: frozen backbone head on the (possibly generated) prompted pooled features + a residual MLP head on sum_m w_m c_m (last layer zero-initialised, so stage 2 starts at the pre-trained prediction); "task" = L1.
+    - Shared -> private prompts: one shared set P_s (L x k x d); P_m = P_s + P_s A_m B_m with a rank-r modality
+      factor (A_m: d x r, B_m: r x d), so each P_m is a function of P_s.
+    - Multi-level residual: at each level the shared prompts P_s^l are added to the self-attention layer's
+      outputs at the prompt positions; the modality's prompt state is the LayerNorm of the mean over levels.
+    - Missing-modality generator: per modality an MLP from the other two modalities' pooled backbone features
+      (masked) + mask bits to the pooled feature of the missing one; "generator" = MSE to the real (detached)
+      pooled feature where the modality is present, weighted by integrity.
+    - Evaluator: an MLP on (present mask, masked pooled features of the present modalities) -> per-modality gate
+      in [0, 1]; decision = missing and gate > 0.5 (hard; the gate learns only from its pseudo-labels).
+    - Pseudo-labels: frozen backbone head on the pooled features with the missing modality as given (zeros
+      encoded) vs replaced by ĝ_m, both detached; label 1 if generation lowered |pred - y|. In training one
+      present modality per sample (>= 2 present) is also dropped by simulation (its "without" feature = the
+      backbone on zeros) so complete data yields labels; "evaluator" = BCE over the missing (actual + simulated)
+      pairs.
+    - Using a generated modality: where decided, the pooled feature is replaced by ĝ_m and the prompt state gets
+      + Linear(ĝ_m) on every prompt token.
+    - Cross-attention: per modality a `CrossModalAttention` (query = its k prompt states, context = the other
+      two modalities' 2k prompt states); token mean -> c_m.
+    - MI-based weights: one Deep-InfoMax JSD estimator per modality between c_m and the fused mean f = mean_m
+      c_m; "mi" = mean of their losses (maximising MI); the pointwise score is the critic T_m(c_m, f) (at the
+      JSD optimum T = log p(x,y)/p(x)p(y)), detached, softmax over modalities -> weights summing to 1 per
+      sample, batch-independent.
+    - Prediction: frozen backbone head on the (possibly generated) prompted pooled features + a residual MLP
+      head on sum_m w_m c_m (last layer zero-initialised, so stage 2 starts at the pre-trained prediction);
+      "task" = L1.
     - Width: d 64, L 2, k 4, r 4, heads 4, ff 128, dropout 0.1 (CPU-sized; not in the abstract).
     """
 

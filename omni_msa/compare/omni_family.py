@@ -58,7 +58,8 @@ class OmniReadout:
             settings["checkpoint"] = self.checkpoint_choice
         return with_data(settings, data)
 
-    def run_config(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> OmniRunConfig:
+    def run_config(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path,
+                   data: SharedData) -> OmniRunConfig:
         raw = copy.deepcopy(self.raw)
         raw["optim"] = {**raw.get("optim", {}), "seed": seed}
         raw["output_dir"] = str(run_dir)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +175,7 @@ def _grid(image: np.ndarray, cells: int) -> np.ndarray:
     return blocks.mean(axis=(2, 4)).reshape(t, -1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fixed_vector(key: str, unit: bool = False) -> np.ndarray:
     """A 768-d vector seeded by `key` alone (not by the sample or the set's seed)."""
     vector = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")

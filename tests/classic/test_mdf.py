@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from classic_msa.data import collate
-from classic_msa.models.mdf import MDF, MDFConfig, pairwise_orthogonality, target_weights, weight_loss
 from classic_msa.model import build_model
+from classic_msa.models.mdf import MDF, MDFConfig, pairwise_orthogonality, target_weights, weight_loss
 from classic_msa.seeding import seed_everything
 from classic_msa.trainer import TrainConfig, Trainer
 

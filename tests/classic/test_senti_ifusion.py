@@ -5,7 +5,6 @@ from omni_msa.data.missing import MissingnessProtocol
 
 from classic_msa.data import collate
 from classic_msa.model import build_model
-from classic_msa.seeding import seed_everything
 from classic_msa.models.senti_ifusion import (
     ORDER,
     SentiIFusion,
@@ -15,6 +14,7 @@ from classic_msa.models.senti_ifusion import (
     surrogate,
     word_rows,
 )
+from classic_msa.seeding import seed_everything
 from classic_msa.trainer import TrainConfig, Trainer
 
 TINY = {"dim": 16, "num_tokens": 4, "num_heads": 2, "ff_dim": 32, "mi_hidden": 16, "embed_layers": 1,

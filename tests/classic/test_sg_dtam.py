@@ -4,7 +4,6 @@ import torch
 
 from classic_msa.data import collate
 from classic_msa.model import build_model
-from classic_msa.seeding import seed_everything
 from classic_msa.models.sg_dtam import (
     SGDTAM,
     DynamicTimeAlignment,
@@ -14,6 +13,7 @@ from classic_msa.models.sg_dtam import (
     segment_pool,
     staged_generation_mask,
 )
+from classic_msa.seeding import seed_everything
 from classic_msa.trainer import TrainConfig, Trainer
 
 TINY_SG_DTAM = {"dim": 16, "num_heads": 4, "ff_dim": 32, "segments": 8, "mine_hidden": 16,
@@ -86,7 +86,7 @@ def test_order_flips_when_the_mi_difference_crosses_the_threshold():
         mine.log_ema.fill_(0.0)
     with torch.no_grad():
         base = model.mi_difference(text, audio, vision)
-        model.mine_audio.log_ema.fill_(float((base.max() - 0.12 + 0.01)))    # every delta just below 0.12
+        model.mine_audio.log_ema.fill_(float(base.max() - 0.12 + 0.01))    # every delta just below 0.12
         below = model.mi_difference(text, audio, vision)
         model.mine_audio.log_ema.sub_(0.02)                                  # ... and now just above
         above = model.mi_difference(text, audio, vision)

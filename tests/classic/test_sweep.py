@@ -16,7 +16,7 @@ from classic_msa import data as classic_data
 from classic_msa.evaluation import evaluate
 from classic_msa.model import build_model
 from classic_msa.sweep import checkpoint_dirs
-from classic_msa.trainer import Trainer, TrainConfig, load_checkpoint
+from classic_msa.trainer import TrainConfig, Trainer, load_checkpoint
 
 from .conftest import TINY_MDF
 
