@@ -20,7 +20,7 @@ from omni_msa.compare.config import ClassicSpec, CompareConfig
 from omni_msa.compare.family import EvalResult, FitInfo, SharedData, finished_record, process_device, with_data
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.mmsa import read_mmsa_pickle
-from omni_msa.data.record import Sample
+from omni_msa.data.record import DataError, Sample
 from omni_msa.files import write_json
 from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
 
@@ -55,14 +55,14 @@ class ClassicContender:
 
     def settings(self, data: SharedData | None = None) -> dict[str, Any]:
         train = {k: v for k, v in self.run_config.train.items() if k != "train_protocol"}
-        return with_data({"model": self.run_config.model, "train": train}, data)
+        return with_data({"model": self.run_config.model, "train": train}, data, features=True)
 
     def _samples(self, data: SharedData) -> dict[str, list[Sample]]:
         """Feature samples per split, restricted to the ids of the comparison's samples (read again
         when the data changed)."""
         if self._features is None or self._features[0] != data.fingerprint.digest:
             if data.features is None:
-                raise ValueError(f"{self.name}: the comparison has no MMSA features (data.features)")
+                raise DataError(f"{self.name} needs MMSA features of the comparison's samples", field="data.features")
             loaded = read_mmsa_pickle(data.features, dataset=data.dataset, layout=data.features_layout,
                                       skip_invalid=data.skip_invalid)
             by_split: dict[str, list[Sample]] = {}
@@ -71,8 +71,8 @@ class ClassicContender:
                 by_split[split] = [s for s in loaded.samples if s.split == split and s.id in ids]
                 missing = ids - {s.id for s in by_split[split]}
                 if missing:
-                    raise ValueError(f"{data.features}: no features for {len(missing)} {split} samples of the "
-                                     f"comparison, e.g. {sorted(missing)[:3]}")
+                    raise DataError(f"no features for {len(missing)} {split} samples of the comparison",
+                                    sample_id=sorted(missing)[0], field="features", source=data.features)
             self._features = (data.fingerprint.digest, by_split)
         return self._features[1]
 
@@ -90,7 +90,7 @@ class ClassicContender:
         info = finished_record(run_dir / FIT_FILE, FIT_KEYS)   # finished: keep the figures of the run that trained it
         if info is None:
             info = {"wall_time_s": result.wall_time_s, "peak_memory_mb": peak_memory_mb(),
-                    "peak_memory_scope": peak_memory_scope(), "valid_mae": result.valid_metrics["mae"]}
+                    "peak_memory_scope": peak_memory_scope(), "valid_mae": result.valid_metrics.get("mae")}
             write_json(run_dir / FIT_FILE, info)
         self._model = (str(run_dir), model)
         return FitInfo(checkpoint=str(run_dir), trainable=trainable_summary(model),

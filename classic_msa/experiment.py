@@ -27,7 +27,7 @@ import torch
 from omni_msa.compare.family import process_device
 from omni_msa.data.fingerprint import DataFingerprint, data_fingerprint
 from omni_msa.data.mmsa import read_mmsa_pickle
-from omni_msa.data.record import MODALITIES, Sample
+from omni_msa.data.record import MODALITIES, DataError, Sample
 from omni_msa.data.synthetic import make_synthetic
 from omni_msa.files import read_jsonl, write_json, write_jsonl
 from omni_msa.report import result_row
@@ -60,7 +60,7 @@ def load_samples(data: DataConfig, output_dir: Path) -> dict[str, list[Sample]]:
     splits = {split: [s for s in samples if s.split == split] for split in ("train", "valid", "test")}
     empty = [split for split, group in splits.items() if not group]
     if empty:
-        raise ValueError(f"no samples in split(s) {empty} of {data.path or 'the synthetic set'}")
+        raise DataError(f"no samples in split(s) {empty}", field="split", source=data.path or "the synthetic set")
     return splits
 
 
@@ -88,8 +88,8 @@ def input_dims(model_name: str, options: dict[str, Any], train: list[Sample]) ->
             continue
         actual = int(train[0].features[modality].shape[-1])
         if options.setdefault(key, actual) != actual:
-            raise ValueError(f"model option {key}={options[key]} but the data's {modality} features "
-                             f"have dimension {actual}")
+            raise DataError(f"model option {key}={options[key]} but the data's {modality} features "
+                            f"have dimension {actual}", sample_id=train[0].id, field=modality)
     return options
 
 
@@ -125,8 +125,8 @@ def _run_seed(config: ClassicRunConfig, seed: int, splits: dict[str, list[Sample
     fit = trainer.fit(splits["train"], splits["valid"], resume=resume)
     trained = {"trainable": trainable_summary(model), "n_params": model.n_params(), "wall_time_s": fit.wall_time_s,
                "peak_memory_mb": peak_memory_mb(), "peak_memory_scope": peak_memory_scope()}
-    logger.info("%s seed %d: %d parameters, valid MAE %.4f, %.1f s", config.model_name, seed, trained["n_params"],
-                fit.valid_metrics["mae"], fit.wall_time_s)
+    logger.info("%s seed %d: %d parameters, valid %s, %.1f s", config.model_name, seed, trained["n_params"],
+                fit.valid_metrics, fit.wall_time_s)
     fingerprint = classic_data_fingerprint(config.data)
     rows = []
     for protocol in config.protocols(seed):
@@ -140,7 +140,7 @@ def _run_seed(config: ClassicRunConfig, seed: int, splits: dict[str, list[Sample
             eval_time_s=time.perf_counter() - started, device=str(device),
             settings={"model": config.model, "train": config.train, "data": fingerprint.to_dict()},
             data_fingerprint=fingerprint.digest, checkpoint=str(seed_dir),
-            training={"best_valid_mae": fit.valid_metrics["mae"]}, **trained))
+            training={"best_valid_mae": fit.valid_metrics.get("mae")}, **trained))
     write_json(seed_dir / METRICS_FILE, {
         "model": config.model_name, "dataset": dataset, "seed": seed, "n_params": trained["n_params"],
         "wall_time_s": fit.wall_time_s, "valid": fit.valid_metrics,

@@ -33,7 +33,7 @@ from omni_msa.compare.family import process_device
 from omni_msa.data.fingerprint import DataFingerprint, data_fingerprint
 from omni_msa.data.missing import sweep
 from omni_msa.data.mmsa import read_mmsa_pickle
-from omni_msa.data.record import Sample
+from omni_msa.data.record import DataError, Sample
 from omni_msa.files import read_json
 from omni_msa.report import result_row
 
@@ -92,8 +92,8 @@ def load_test_samples(checkpoint: str | Path, run_config: ClassicRunConfig | Non
     saved = _saved_config(checkpoint)
     if run_config is not None:
         if run_config.data.dataset != saved["dataset"]:
-            raise ValueError(f"config dataset {run_config.data.dataset!r} but the checkpoint was trained on "
-                             f"{saved['dataset']!r}")
+            raise DataError(f"config dataset {run_config.data.dataset!r} but the checkpoint was trained on "
+                            f"{saved['dataset']!r}", field="dataset", source=checkpoint)
         samples = load_samples(run_config.data, Path(run_config.output_dir))["test"]
         return SweepData(run_config.data.dataset, samples, classic_data_fingerprint(run_config.data))
     for run_dir in (checkpoint, checkpoint.parent):

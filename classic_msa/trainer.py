@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from omni_msa.config_layer import build, check_literals
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import Sample
+from omni_msa.datasets import get_dataset
 from omni_msa.optim import param_groups
 from omni_msa.seeding import derive_seed
 
@@ -145,7 +146,7 @@ class _Progress:
 
     stage: int = 0
     epoch: int = 0
-    best_mae: float = float("inf")
+    best_score: float = float("inf")   # the selection metric, signed so that lower is better
     best_epoch: int = -1
     bad_epochs: int = 0
     stopped: bool = False
@@ -213,18 +214,20 @@ class Trainer:
                 train_terms = self._train_epoch(train_loader, global_epoch, stage, optimizer, schedule)
                 metrics = evaluate(self.model, valid, dataset=self.dataset, protocol=valid_protocol,
                                    batch_size=cfg.eval_batch_size, device=self.device).metrics
-                schedule.step_epoch(metrics["mae"])
-                improved = self._track_best(progress, stage, metrics["mae"])
+                score = self._selection_score(metrics)
+                schedule.step_epoch(score)
+                improved = self._track_best(progress, stage, score)
                 record = {"stage": stage.name, "epoch": progress.epoch, "train": train_terms,
                           "valid": metrics, "lr": optimizer.param_groups[0]["lr"], "improved": improved}
                 progress.history.append(record)
                 progress.epoch += 1
                 progress.wall_time_s = time.perf_counter() - started
                 self._save_progress(progress, optimizer, schedule)
-                logger.info("%s %s epoch %d: train %s | valid MAE %.4f%s", self.model.name, stage.name,
-                            record["epoch"], _fmt(train_terms), metrics["mae"], " *" if improved else "")
+                selection = get_dataset(self.dataset).selection_metric
+                logger.info("%s %s epoch %d: train %s | valid %s %.4f%s", self.model.name, stage.name,
+                            record["epoch"], _fmt(train_terms), selection, metrics[selection], " *" if improved else "")
                 bar.update(1)
-                bar.set_postfix(loss=f"{train_terms['total']:.4f}", valid_mae=f"{metrics['mae']:.4f}")
+                bar.set_postfix(loss=f"{train_terms['total']:.4f}", valid=f"{metrics[selection]:.4f}")
                 if on_epoch_end is not None:
                     on_epoch_end(record)
             bar.close()
@@ -286,11 +289,17 @@ class Trainer:
                 sums[name] += float(out[name].detach()) * size
         return {name: value / seen for name, value in sums.items()}
 
-    def _track_best(self, progress: _Progress, stage: Stage, mae: float) -> bool:
+    def _selection_score(self, metrics: dict[str, float]) -> float:
+        """The dataset's selection metric, negated where higher is better, so lower is better."""
+        spec = get_dataset(self.dataset)
+        value = metrics[spec.selection_metric]
+        return value if spec.lower_is_better else -value
+
+    def _track_best(self, progress: _Progress, stage: Stage, score: float) -> bool:
         if not stage.select_on_valid:
             return False
-        if mae < progress.best_mae:
-            progress.best_mae, progress.best_epoch, progress.bad_epochs = mae, progress.epoch, 0
+        if score < progress.best_score:
+            progress.best_score, progress.best_epoch, progress.bad_epochs = score, progress.epoch, 0
             self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if self.out_dir is not None:
                 save_weights(self.model, self.out_dir / BEST_FILE)
@@ -303,10 +312,10 @@ class Trainer:
     def _end_stage(self, progress: _Progress, stage: Stage) -> None:
         if stage.select_on_valid and progress.best_epoch >= 0:
             self.model.load_state_dict(self._best_weights)
-            logger.info("%s %s: selected epoch %d (valid MAE %.4f)", self.model.name, stage.name,
-                        progress.best_epoch, progress.best_mae)
+            logger.info("%s %s: selected epoch %d (valid score %.4f)", self.model.name, stage.name,
+                        progress.best_epoch, progress.best_score)
         progress.stage += 1
-        progress.epoch, progress.best_mae, progress.best_epoch = 0, float("inf"), -1
+        progress.epoch, progress.best_score, progress.best_epoch = 0, float("inf"), -1
         progress.bad_epochs, progress.stopped = 0, False
 
     def _set_frozen(self, frozen: Sequence[str]) -> None:

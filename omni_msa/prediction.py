@@ -13,7 +13,8 @@ fails is handled by what failed it:
   models on fewer samples than others would corrupt a comparison, so the run stops;
 - a data error (a `DataError`, or a ValueError or RuntimeError raised while collating or predicting
   on that batch's inputs): the batch is retried one sample at a time, and only the samples that
-  still fail become `SampleError`s;
+  still fail become `SampleError`s; when every sample fails alone as well, with no `DataError`
+  among them, the readout or the device is at fault and the error is raised;
 - anything else propagates.
 
 A sample whose prediction is not finite is a `SampleError` as well (NaN is not a score).
@@ -165,7 +166,13 @@ def _predict_batch(assembled: Assembled, batch: list[tuple[int, PreparedSample]]
         return BatchOutcome(results=[], errors=[_sample_error(batch[0], attempt)])
     logger.warning("a batch of %d failed at %s (%s: %s); retrying its samples one at a time: %s", len(batch),
                    attempt.stage, type(attempt.error).__name__, attempt.error, ids)
-    return _merge(_predict_batch(assembled, [pair], device, retry=_PER_SAMPLE) for pair in batch)
+    outcome = _merge(_predict_batch(assembled, [pair], device, retry=_PER_SAMPLE) for pair in batch)
+    if not outcome.results and not isinstance(attempt.error, DataError):
+        # every sample fails alone too, with no data error to name: the readout or the device is
+        # at fault, not the samples, and recording each of them would hide it
+        raise RuntimeError(f"every sample of a batch of {len(batch)} fails on its own at {attempt.stage}; "
+                           f"not a data error: {type(attempt.error).__name__}: {attempt.error}") from attempt.error
+    return outcome
 
 
 def _attempt(assembled: Assembled, batch: list[tuple[int, PreparedSample]],

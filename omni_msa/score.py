@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from omni_msa.files import write_json
 from omni_msa.inputs import PreparedSample
 from omni_msa.metrics import latency_summary, regression_metrics
 from omni_msa.parse import StatusCounts
-from omni_msa.prediction import BatchOutcome, iter_predictions
+from omni_msa.prediction import BatchOutcome, iter_predictions, predict_samples
 from omni_msa.readouts import get_readout, readout_names
 from omni_msa.scoring_io import PredictionWriter, merge_shards, part_path, read_predictions, shard_ids
 
@@ -46,13 +47,18 @@ def load_scorer(checkpoint: str | Path) -> tuple[Assembled, OmniRunConfig]:
     return assembled, cfg
 
 
-def zero_shot_scorer(cfg: OmniRunConfig) -> Assembled:
-    """A readout that is never trained (zero-shot), on the bare backbone."""
+def check_zero_shot(cfg: OmniRunConfig) -> OmniRunConfig:
+    """`cfg`, if its readout can score without training (zero-shot); else a ValueError."""
     if cfg.readout.entry.trained:
         untrained = [name for name in readout_names() if not get_readout(name).trained]
         raise ValueError(f"readout {cfg.readout.kind!r} must be trained before it can score; "
                          f"zero-shot readouts: {untrained}")
-    return assemble(cfg)
+    return cfg
+
+
+def zero_shot_scorer(cfg: OmniRunConfig) -> Assembled:
+    """A readout that is never trained (zero-shot), on the bare backbone."""
+    return assemble(check_zero_shot(cfg))
 
 
 def score_shard(assembled: Assembled, samples: list[Sample], protocol: MissingnessProtocol, writer: PredictionWriter,
@@ -138,7 +144,7 @@ def place_on(readout: torch.nn.Module, device: torch.device) -> None:
 
 def score_file(assembled: Assembled, cfg: OmniRunConfig, samples: list[Sample], out: str | Path, *,
                protocol: MissingnessProtocol, batch_size: int = 16,
-               invalid: list[DataError] = ()) -> dict[str, Any] | None:
+               invalid: Sequence[DataError] = ()) -> dict[str, Any] | None:
     """Score under the current accelerate process layout; rank 0 merges and returns the summary.
 
     `invalid` are samples the reader already rejected: rank 0 records them in the errors file."""
@@ -193,6 +199,7 @@ class Scorer:
                         audio=Path(audio) if audio else None, video=Path(video) if video else None)
         protocol = protocol or MissingnessProtocol()
         item = self.assembled.builder.prepare(sample, protocol.draw(sample.id))
-        out = self.assembled.readout.predict(self.assembled.builder.collate([item]))
-        return {"pred": float(out.values[0]), "status": out.statuses[0], "present": list(item.present),
-                "generated": out.texts[0] if out.texts is not None else None}
+        device = next(self.assembled.readout.parameters()).device
+        result = predict_samples(self.assembled, [item], 1, device).complete()[0]
+        return {"pred": result.pred, "status": result.status, "present": list(result.present),
+                "generated": result.generated}

@@ -55,6 +55,7 @@ class TrainerState:
     best_value: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
+    elapsed_s: float = 0.0          # training wall time over every call of the run, to the last checkpoint
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -196,6 +197,7 @@ class TrainingRecipe:
             return
         trainer_state = None
         if with_state:
+            self.state.elapsed_s = self.elapsed()
             tensors = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                        "rng": rng_state()}
             trainer_state = {**self.state.__dict__, "tensors": tensors}
@@ -239,7 +241,7 @@ class TrainingRecipe:
         """Epochs until `optim.epochs`, `optim.max_steps` or early stopping; `stop_after_steps`
         ends this call after that many optimizer steps (after writing `checkpoint-last`), as if
         the process had been killed there."""
-        self.start_time = time.perf_counter()
+        self.call_start, self.elapsed_before = time.perf_counter(), self.state.elapsed_s
         self.steps_this_call, self.step_times, stopped_early = 0, [], False
         self.readout.train()
         self.progress = tqdm(total=self.total_steps, initial=self.state.global_step,
@@ -259,8 +261,9 @@ class TrainingRecipe:
     def train_epoch(self, stop_after_steps: int | None) -> bool:
         """The rest of the current epoch; False when `stop_after_steps` ended the call."""
         state, opt = self.state, self.opt
-        protocol = self.epoch_protocol(state.epoch)
-        prepared = [self.assembled.builder.prepare(s, protocol.draw(s.id)) for s in self.train_samples]
+        prepared, errors = self.prepare_all(self.train_samples, self.epoch_protocol(state.epoch))
+        known = {e.sample_id for e in self.train_errors}
+        self.train_errors += [e for e in errors if e.sample_id not in known]
         shard = self.epoch_batches(prepared, state.epoch)
         for index in range(state.batches_done, len(shard)):
             if state.global_step >= self.total_steps:
@@ -321,6 +324,10 @@ class TrainingRecipe:
         patience = self.opt.early_stopping_patience
         return bool(patience and state.evals_without_improvement >= patience)
 
+    def elapsed(self) -> float:
+        """Seconds this run has trained, the earlier calls of a resumed run included."""
+        return self.elapsed_before + time.perf_counter() - self.call_start
+
     def write_summary(self, stopped_early: bool) -> dict[str, Any]:
         """`train_summary.json`, the marker of a finished run, written atomically by the main process."""
         state = self.state
@@ -332,7 +339,7 @@ class TrainingRecipe:
             "trainable": self.assembled.trainable, "peak_memory_mb": peak_memory_mb(),
             "peak_memory_scope": peak_memory_scope(),
             "step_time_s_median": float(np.median(self.step_times)) if self.step_times else None,
-            "wall_time_s": time.perf_counter() - self.start_time,
+            "wall_time_s": self.elapsed(),
             "skipped_invalid": [{"id": e.sample_id, "field": e.field, "reason": e.reason}
                                 for e in self.reader_skipped + self.train_errors + self.valid_errors],
             "history": state.history,

@@ -88,7 +88,7 @@ class CountingContender:
         self.fits, self.evaluations = [], []
 
     def settings(self, data=None):
-        return with_data({"offset": self.offset}, data)
+        return with_data({"offset": self.offset}, data, features=False)
 
     def fit(self, seed, train_protocol, run_dir, data):
         self.fits.append(seed)
@@ -170,7 +170,7 @@ def test_editing_a_manifest_label_retrains_while_touching_it_does_not(tmp_path):
     first = CountingContender("a", 0.5)
     assert run_grid(cfg, [first], prepare_data(cfg, multimodal=False)) == {"written": 4, "skipped": 0}
     rows = read_jsonl(rows_path)
-    assert first.fits == [0, 1] and rows[0]["settings"]["data"]["digest"] == rows[0]["data_fingerprint"]
+    assert first.fits == [0, 1] and rows[0]["settings"]["data"]["split"] == "valid"
 
     stat = manifest.stat()
     os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5 * 10**9))     # same bytes, new mtime
@@ -183,12 +183,32 @@ def test_editing_a_manifest_label_retrains_while_touching_it_does_not(tmp_path):
     edited = CountingContender("a", 0.5)
     assert run_grid(cfg, [edited], prepare_data(cfg, multimodal=False)) == {"written": 4, "skipped": 0}
     assert edited.fits == [0, 1], "the models are trained again on the edited data"
-    new = read_jsonl(rows_path)[4:]
+    new = read_jsonl(rows_path)
+    assert len(new) == 4, "the rows computed on the old data are replaced, not averaged with the new ones"
     assert {r["data_fingerprint"] for r in new}.isdisjoint({r["data_fingerprint"] for r in rows})
     assert {r["checkpoint"] for r in new}.isdisjoint({r["checkpoint"] for r in rows}), "in new run directories"
     before, after = rows[0]["settings"]["data"]["files"], new[0]["settings"]["data"]["files"]
-    assert before.keys() == after.keys() == {"manifest:train", "manifest:valid", "manifest:test"}
+    assert before.keys() == after.keys() == {"manifest:train", "manifest:valid"}, "what the models train on"
     assert all(before[k] != after[k] for k in before), "one file serves every split"
+
+
+def test_editing_only_the_evaluation_manifest_rescores_without_retraining(tmp_path):
+    train_valid, test = tmp_path / "train_valid.csv", tmp_path / "test.csv"
+    labels = [round(float(x), 2) for x in np.linspace(-3, 3, 18)]
+    write_manifest(train_valid, labels)
+    write_manifest(test, labels)
+    cfg = compare_config_from_dict(comparison(tmp_path, data={"train": str(train_valid), "valid": str(train_valid),
+                                                               "test": str(test)}))
+    first = CountingContender("a", 0.5)
+    run_grid(cfg, [first], prepare_data(cfg, multimodal=False))
+    labels[2] = 2.5                                     # a test sample's label, in the test manifest only
+    write_manifest(test, labels)
+    edited = CountingContender("a", 0.5)
+    assert run_grid(cfg, [edited], prepare_data(cfg, multimodal=False)) == {"written": 4, "skipped": 0}
+    assert edited.fits == [0, 1] and edited.evaluations, "scored again on the edited test split"
+    assert {fit for fit, _ in edited.evaluations} == {fit for fit, _ in first.evaluations}, "same run directories"
+    rows = read_jsonl(tmp_path / "results" / ROWS_FILE)
+    assert len(rows) == 4 and len({r["data_fingerprint"] for r in rows}) == 1
 
 
 def test_an_unreadable_train_summary_counts_as_an_unfinished_run(tmp_path, monkeypatch):

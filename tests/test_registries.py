@@ -14,7 +14,7 @@ from conftest import tiny_run_config
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown dataset 'mosx'; known: \['mosei', 'mosi', 'sims'\]"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'mosx'; known: \['mosei', 'mosi', 'sims'"):
         get_dataset("mosx")
     with pytest.raises(ValueError, match="unknown readout 'regression'; known: .*'discriminative'"):
         get_readout("regression")

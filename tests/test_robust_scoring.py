@@ -258,3 +258,14 @@ def test_undefined_metrics_are_null_with_their_reason(tmp_path):
     assert metrics["acc2_non0"] is None and metrics["acc2_non0_reason"] == "every label is 0"
     assert metrics["f1_non0_reason"] == "every label is 0" and metrics["mae"] == pytest.approx(3.5 / 3)
     assert "mae_reason" not in metrics
+
+
+def test_a_failure_every_sample_shares_is_raised_not_recorded(scorer, synthetic_samples, tmp_path, monkeypatch):
+    """A readout that fails on everything (a bug or a device error) must not end as an errors file
+    full of healthy samples and a scoring run that looks finished."""
+    assembled, cfg = scorer
+    _patched_predict(assembled.readout, monkeypatch, lambda ids, n: RuntimeError("Expected all tensors on one device"))
+    out = tmp_path / "preds.jsonl"
+    with pytest.raises(RuntimeError, match="every sample of a batch of 4 fails on its own at predict"):
+        score_file(assembled, cfg, synthetic_samples[:4], out, protocol=PROTOCOL, batch_size=4)
+    assert not errors_path_for(out).is_file()

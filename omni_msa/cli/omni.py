@@ -71,7 +71,11 @@ def _zero_shot_config(args: argparse.Namespace, dataset: str) -> Any:
 
     backbone = BackboneConfig(name_or_path=args.backbone, kind=args.kind, quantization=args.quantization)
     data = DataSettings(dataset=dataset, train=args.manifest, valid=args.manifest)
-    return OmniRunConfig(output_dir=".", backbone=backbone, data=data, readout=ReadoutSettings(kind=args.readout))
+    from omni_msa.score import check_zero_shot
+
+    # output_dir holds the media cache of a multimodal backbone: beside the predictions, not in the working directory
+    return check_zero_shot(OmniRunConfig(output_dir=str(Path(args.out).parent), backbone=backbone, data=data,
+                                         readout=ReadoutSettings(kind=args.readout)))
 
 
 def _checkpoint_dataset(checkpoint: str) -> str:
@@ -86,7 +90,11 @@ def run_score(args: argparse.Namespace) -> None:
     from omni_msa.files import dumps
 
     # The manifest is read first (the shared layer, no torch): bad input fails in a second, not after a load.
-    dataset = args.dataset or (_checkpoint_dataset(args.checkpoint) if args.checkpoint else "mosi")
+    trained_on = _checkpoint_dataset(args.checkpoint) if args.checkpoint else None
+    if args.dataset and trained_on and args.dataset != trained_on:
+        raise UsageError(f"--dataset {args.dataset} but {args.checkpoint} was trained on {trained_on}: its label "
+                         f"range and metrics are {trained_on}'s")
+    dataset = args.dataset or trained_on or "mosi"
     loaded = read_manifest(args.manifest, dataset=dataset, skip_invalid=True)
     with user_input():
         keep = None if args.keep is None else frozenset(args.keep.split(","))
@@ -98,7 +106,7 @@ def run_score(args: argparse.Namespace) -> None:
     if args.checkpoint:
         assembled, cfg = load_scorer(args.checkpoint)
     else:
-        cfg, assembled = zero_shot_cfg, zero_shot_scorer(zero_shot_cfg)
+        assembled, cfg = zero_shot_scorer(zero_shot_cfg), zero_shot_cfg
     summary = score_file(assembled, cfg, loaded.samples, args.out, protocol=protocol,
                          batch_size=args.batch_size, invalid=loaded.skipped)
     if summary is not None:

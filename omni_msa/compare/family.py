@@ -48,17 +48,29 @@ class SharedData:
 
     @property
     def fingerprint(self) -> DataFingerprint:
-        """The content fingerprint of the manifests and features read (computed once)."""
+        """The content fingerprint of every manifest and feature file read (computed once): what a
+        row was computed on."""
         if self._fingerprint is None:
             self._fingerprint = data_fingerprint(
                 self.dataset, self.evaluate_on, manifests=self.manifest, features=self.features,
                 synthetic=self.synthetic, skip_invalid=self.skip_invalid, features_layout=self.features_layout)
         return self._fingerprint
 
+    def training_fingerprint(self, *, features: bool) -> DataFingerprint:
+        """The fingerprint of what a model is trained and selected on: the train and valid manifests,
+        and the feature file for a feature model. An edit elsewhere (the evaluation split's
+        manifest, features a raw-media model never reads) rescores without retraining."""
+        manifests = {split: self.manifest.get(split) for split in ("train", "valid")}
+        return data_fingerprint(self.dataset, "valid", manifests=manifests,
+                                features=self.features if features else None, synthetic=self.synthetic,
+                                skip_invalid=self.skip_invalid,
+                                features_layout=self.features_layout if features else None)
 
-def with_data(settings: dict[str, Any], data: SharedData | None) -> dict[str, Any]:
-    """`settings` with the data's fingerprint under "data" (unchanged without data)."""
-    return settings if data is None else {**settings, "data": data.fingerprint.to_dict()}
+
+def with_data(settings: dict[str, Any], data: SharedData | None, *, features: bool) -> dict[str, Any]:
+    """`settings` with the fingerprint of the data the contender trains on under "data" (unchanged
+    without data); `features`: the contender reads the feature file."""
+    return settings if data is None else {**settings, "data": data.training_fingerprint(features=features).to_dict()}
 
 
 @dataclass

@@ -21,7 +21,7 @@ from omni_msa.compare.config import CompareConfig
 from omni_msa.compare.family import Contender, EvalResult, FitInfo, SharedData
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.synthetic import make_synthetic
-from omni_msa.files import append_jsonl, read_json, read_jsonl, write_json
+from omni_msa.files import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from omni_msa.report import result_row
 from omni_msa.resources import peak_memory_mb, reset_peak_memory
 
@@ -112,11 +112,25 @@ def make_row(cfg: CompareConfig, contender: Contender, data: SharedData, key: st
         run_key=key, training=fit.extra)
 
 
+def drop_rows_of_other_data(rows_path: Path, models: set[str], digest: str) -> int:
+    """Remove the rows of these models computed on other data (an edited manifest or feature file):
+    their replacements are computed on the current data, and a summary must not average the two."""
+    rows = read_jsonl(rows_path)
+    kept = [r for r in rows if r["model"] not in models or r.get("data_fingerprint") == digest]
+    if len(kept) < len(rows):
+        logger.warning("%s: %d rows were computed on other data than this grid's; they are replaced",
+                       rows_path, len(rows) - len(kept))
+        write_jsonl(rows_path, kept)
+    return len(rows) - len(kept)
+
+
 def run_grid(cfg: CompareConfig, contenders: Sequence[Contender], data: SharedData, *,
              is_main_process: bool = True) -> dict[str, int]:
     """Fit and evaluate every (contender, training protocol, seed) whose rows are missing.
     Returns counts of rows written and skipped."""
     rows_path = Path(cfg.results_dir) / ROWS_FILE
+    if is_main_process:
+        drop_rows_of_other_data(rows_path, {c.name for c in contenders}, data.fingerprint.digest)
     done = {row["run_key"] for row in read_jsonl(rows_path)}
     counts = {"written": 0, "skipped": 0}
     for contender in contenders:

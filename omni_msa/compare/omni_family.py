@@ -56,7 +56,7 @@ class OmniReadout:
             settings.pop("optim", None)
         else:
             settings["checkpoint"] = self.checkpoint_choice
-        return with_data(settings, data)
+        return with_data(settings, data, features=False)
 
     def run_config(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path,
                    data: SharedData) -> OmniRunConfig:
@@ -118,9 +118,12 @@ class OmniReadout:
                 continue
         if not items:
             return
-        group = items[0].group
-        batch = assembled.builder.collate([i for i in items if i.group == group], padding_side="left")
-        assembled.readout.predict(batch)
+        from omni_msa.prediction import predict_samples
+        from omni_msa.score import place_on
+
+        device = process_device()
+        place_on(assembled.readout, device)
+        predict_samples(assembled, [i for i in items if i.group == items[0].group], len(items), device)
 
     def evaluate(self, fit: FitInfo, protocol: MissingnessProtocol, data: SharedData,
                  out_path: Path) -> EvalResult | None:

@@ -20,5 +20,5 @@ def read_split(path: str | Path, split: str, dataset: str, skip_invalid: bool) -
     samples = [s for s in loaded.samples if s.split == split]
     if not samples:
         found = sorted({s.split for s in loaded.samples})
-        raise ValueError(f"{path}: no samples of split {split!r} (its splits: {found})")
+        raise DataError(f"no samples of split {split!r} (its splits: {found})", field="split", source=path)
     return samples, loaded.skipped
