@@ -22,14 +22,13 @@ from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.mmsa import read_mmsa_pickle
 from omni_msa.data.record import DataError, Sample
 from omni_msa.files import write_json
-from omni_msa.resources import peak_memory_mb, peak_memory_scope, reset_peak_memory
+from omni_msa.resources import peak_memory_mb, peak_memory_scope
 
 from classic_msa.config import load_classic_config
 from classic_msa.evaluation import evaluate
-from classic_msa.experiment import input_dims, trainable_summary
-from classic_msa.model import FeatureModel, build_model
-from classic_msa.seeding import seed_everything
-from classic_msa.trainer import TrainConfig, Trainer
+from classic_msa.experiment import train_seed, trainable_summary
+from classic_msa.model import FeatureModel
+from classic_msa.trainer import TrainConfig
 
 FIT_FILE = "fit.json"
 FIT_KEYS = ("wall_time_s", "peak_memory_mb", "peak_memory_scope", "valid_mae")
@@ -79,14 +78,10 @@ class ClassicContender:
     def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:
         if self.run_config.threads:
             torch.set_num_threads(self.run_config.threads)
-        splits = self._samples(data)
-        seed_everything(seed)
-        model = build_model(self.name, input_dims(self.name, self.run_config.model_options, splits["train"]))
         train_config = TrainConfig.from_dict({**self.run_config.train, "seed": seed,
                                               "train_protocol": train_protocol.to_dict()})
-        reset_peak_memory()
-        trainer = Trainer(model, train_config, dataset=data.dataset, out_dir=run_dir, device=self.run_device)
-        result = trainer.fit(splits["train"], splits["valid"], resume=True)
+        model, result = train_seed(self.name, self.run_config.model_options, train_config, self._samples(data),
+                                   dataset=data.dataset, out_dir=run_dir, device=self.run_device, resume=True)
         info = finished_record(run_dir / FIT_FILE, FIT_KEYS)   # finished: keep the figures of the run that trained it
         if info is None:
             info = {"wall_time_s": result.wall_time_s, "peak_memory_mb": peak_memory_mb(),

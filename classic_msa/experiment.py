@@ -37,7 +37,7 @@ from classic_msa.config import ClassicRunConfig, DataConfig
 from classic_msa.evaluation import evaluate
 from classic_msa.model import FeatureModel, build_model, model_class
 from classic_msa.seeding import seed_everything
-from classic_msa.trainer import Trainer
+from classic_msa.trainer import FitResult, TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,18 @@ def run_experiment(config: ClassicRunConfig, *, resume: bool = False, progress: 
     return rows
 
 
+def train_seed(model_name: str, options: dict[str, Any], train_config: TrainConfig,
+               splits: dict[str, list[Sample]], *, dataset: str, out_dir: Path, device: torch.device,
+               resume: bool, progress: bool = False) -> tuple[FeatureModel, FitResult]:
+    """Build the model for the data's dims under the seed of `train_config` and train it on
+    `splits["train"]`, selecting on `splits["valid"]` (peak memory counted from here)."""
+    seed_everything(train_config.seed)
+    model = build_model(model_name, input_dims(model_name, options, splits["train"]))
+    reset_peak_memory()
+    trainer = Trainer(model, train_config, dataset=dataset, out_dir=out_dir, progress=progress, device=device)
+    return model, trainer.fit(splits["train"], splits["valid"], resume=resume)
+
+
 def _run_seed(config: ClassicRunConfig, seed: int, splits: dict[str, list[Sample]], *, resume: bool,
               progress: bool, device: torch.device) -> list[dict[str, Any]]:
     seed_dir = Path(config.output_dir) / f"seed{seed}"
@@ -117,12 +129,9 @@ def _run_seed(config: ClassicRunConfig, seed: int, splits: dict[str, list[Sample
         logger.info("seed %d already evaluated in %s; keeping its rows", seed, seed_dir)
         return read_jsonl(seed_dir / ROWS_FILE)
     dataset = config.data.dataset
-    seed_everything(seed)
-    model = build_model(config.model_name, input_dims(config.model_name, config.model_options, splits["train"]))
     train_config = config.train_config(seed)
-    reset_peak_memory()
-    trainer = Trainer(model, train_config, dataset=dataset, out_dir=seed_dir, progress=progress, device=device)
-    fit = trainer.fit(splits["train"], splits["valid"], resume=resume)
+    model, fit = train_seed(config.model_name, config.model_options, train_config, splits,
+                            dataset=dataset, out_dir=seed_dir, device=device, resume=resume, progress=progress)
     trained = {"trainable": trainable_summary(model), "n_params": model.n_params(), "wall_time_s": fit.wall_time_s,
                "peak_memory_mb": peak_memory_mb(), "peak_memory_scope": peak_memory_scope()}
     logger.info("%s seed %d: %d parameters, valid %s, %.1f s", config.model_name, seed, trained["n_params"],

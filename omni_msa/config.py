@@ -90,7 +90,8 @@ class OptimSettings:
     checkpoint_every_steps: int | None = None
     """Write `checkpoint-last` every N steps (None: after every validation)."""
     early_stopping_patience: int | None = None
-    """Validations without a better valid MAE before training stops (None: never)."""
+    """Validations without a better valid selection metric (MAE for MOSI, MOSEI, SIMS) before training
+    stops (None: never)."""
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     """accelerate's mixed precision."""
 

@@ -26,6 +26,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     temporary = Path(name)
     try:
         write(temporary)
+        with open(temporary, "rb+") as handle:       # on disk before the rename makes it the file
+            os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -71,15 +73,42 @@ def read_json(path: str | Path) -> Any:
 
 def read_jsonl(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
     """The rows of one or more JSONL files, in order; a missing file has none, and a last line
-    without its newline (the partial write of a killed run) is not a row."""
+    without its newline (the partial write of a killed run) is not a row. A line that is not a
+    JSON object is a `DataError` naming the file and the line."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     rows: list[dict[str, Any]] = []
     for path in map(Path, paths):
         if path.is_file():
-            text = path.read_text(encoding="utf-8")
-            rows += [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
+            rows += _rows_of(path)
     return rows
+
+
+def _rows_of(path: Path) -> list[dict[str, Any]]:
+    from omni_msa.data.record import DataError
+
+    data = path.read_bytes()
+    rows = []
+    for number, line in enumerate(data[:data.rfind(b"\n") + 1].split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            raise DataError(f"line {number} is not JSON", source=path) from None
+        if not isinstance(row, dict):
+            raise DataError(f"line {number} is not a JSON object", source=path)
+        rows.append(row)
+    return rows
+
+
+def drop_partial_line(path: str | Path) -> None:
+    """Cut a last line without its newline (what a killed writer leaves) off a JSONL file."""
+    path = Path(path)
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            os.truncate(path, data.rfind(b"\n") + 1)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -91,10 +120,7 @@ def append_jsonl(path: str | Path, row: Mapping[str, Any]) -> None:
     """Append one row; a partial last line left by a killed writer is dropped first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        if text and not text.endswith("\n"):
-            atomic_write_text(path, text[:text.rfind("\n") + 1])
+    drop_partial_line(path)
     with path.open("a", encoding="utf-8") as handle:
         handle.write(dumps(dict(row)) + "\n")
         handle.flush()

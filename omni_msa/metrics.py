@@ -119,6 +119,27 @@ def _pearson(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.clip(r, -1.0, 1.0))
 
 
+def undefined_metric_reasons(metrics: Mapping[str, float | None], preds: ArrayLike,
+                             labels: ArrayLike) -> dict[str, str]:
+    """Why each metric of `regression_metrics` that is not a finite number is undefined, by the
+    rules above: Pearson correlation needs predictions and labels that vary; the `_non0`
+    metrics need a nonzero label."""
+    p = np.asarray(preds, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    constant = [name for name, values in (("predictions", p), ("labels", y)) if np.all(values == values[0])]
+    reasons = {}
+    for key, value in metrics.items():
+        if value is not None and np.isfinite(value):
+            continue
+        if key == "corr" and constant:
+            reasons[key] = f"constant {' and '.join(constant)}"
+        elif key.endswith("_non0") and not np.any(y != 0):
+            reasons[key] = "every label is 0"
+        else:
+            reasons[key] = "undefined on these predictions"
+    return reasons
+
+
 def latency_summary(latency_ms: Sequence[float]) -> dict[str, float]:
     """Mean, median and 95th percentile of per-sample latencies (ms)."""
     latency = np.asarray(latency_ms, dtype=np.float64)

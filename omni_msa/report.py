@@ -33,15 +33,12 @@ import numpy as np
 from omni_msa.data.missing import MissingnessProtocol, modality_set_name
 from omni_msa.data.record import MODALITIES
 from omni_msa.datasets import get_dataset
-from omni_msa.files import json_safe, write_jsonl
-from omni_msa.metrics import aggregate_over_seeds, latency_summary, regression_metrics
+from omni_msa.files import json_safe
+from omni_msa.metrics import aggregate_over_seeds, latency_summary, regression_metrics, undefined_metric_reasons
 from omni_msa.parse import StatusCounts
 
 # The seven retention modes in the order of the SG-DTAM / Senti-iFusion tables.
 MODE_ORDER = ("text", "audio", "vision", "text+audio", "text+vision", "audio+vision", "text+audio+vision")
-
-# scripts/sweep_missing.py writes its rows under this name
-write_rows = write_jsonl
 
 
 def is_raw(key: str, dataset: str) -> bool:
@@ -151,16 +148,6 @@ def sample_set_note(rows: Sequence[Mapping[str, Any]]) -> str:
             f"Those rows' metrics are not comparable with the rest.**\n")
 
 
-def _metric_notes(metrics: Mapping[str, float], preds: np.ndarray, labels: np.ndarray) -> dict[str, str]:
-    notes = {}
-    for key, value in metrics.items():
-        if value is None or not math.isfinite(value):
-            notes[key] = ("not defined: the predictions are constant" if key == "corr" and np.ptp(preds) == 0
-                          else "not defined: the labels are constant" if key == "corr" and np.ptp(labels) == 0
-                          else "not a finite number")
-    return notes
-
-
 def result_row(*, model: str, family: str, dataset: str, seed: int, split: str,
                train_protocol: MissingnessProtocol, evaluation: MissingnessProtocol, ids: Sequence[str],
                preds: Sequence[float], labels: Sequence[float], latency_ms: Sequence[float] | None = None,
@@ -174,7 +161,7 @@ def result_row(*, model: str, family: str, dataset: str, seed: int, split: str,
     return ResultRow(model=model, family=family, dataset=dataset, seed=seed, split=split,
                      train_protocol=train_protocol.to_dict(), eval_protocol=evaluation.to_dict(),
                      eval_label=evaluation.label, metrics=metrics, n_samples=len(ids), sample_set=sample_set(ids),
-                     metric_notes=_metric_notes(metrics, preds, labels), latency_ms=latency,
+                     metric_notes=undefined_metric_reasons(metrics, preds, labels), latency_ms=latency,
                      throughput_sps=throughput,
                      status_counts=StatusCounts.of(statuses).counts if statuses is not None else None,
                      **other).to_dict()

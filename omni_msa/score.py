@@ -26,7 +26,7 @@ from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import DataError, Sample
 from omni_msa.files import write_json
 from omni_msa.inputs import PreparedSample
-from omni_msa.metrics import latency_summary, regression_metrics
+from omni_msa.metrics import latency_summary, regression_metrics, undefined_metric_reasons
 from omni_msa.parse import StatusCounts
 from omni_msa.prediction import BatchOutcome, iter_predictions, predict_samples
 from omni_msa.readouts import get_readout, readout_names
@@ -115,24 +115,9 @@ def summarise_predictions(path: str | Path, dataset: str) -> dict[str, Any]:
 
 def _defined_metrics(metrics: dict[str, float], preds: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Non-finite metrics as None with the reason beside them (JSON has no NaN)."""
-    out: dict[str, Any] = {}
-    for key, value in metrics.items():
-        out[key] = value if math.isfinite(value) else None
-        if out[key] is None:
-            out[f"{key}_reason"] = _undefined_reason(key, preds, labels)
+    out: dict[str, Any] = {key: value if math.isfinite(value) else None for key, value in metrics.items()}
+    out.update({f"{key}_reason": reason for key, reason in undefined_metric_reasons(metrics, preds, labels).items()})
     return out
-
-
-def _undefined_reason(key: str, preds: np.ndarray, labels: np.ndarray) -> str:
-    """Why `omni_msa.metrics.regression_metrics` left `key` undefined (nan), by its rules: Pearson
-    correlation needs predictions and labels that vary; the `_non0` metrics need a nonzero label."""
-    if key == "corr":
-        constant = [name for name, values in (("predictions", preds), ("labels", labels))
-                    if np.all(values == values[0])]
-        return f"constant {' and '.join(constant)}" if constant else "undefined on these predictions"
-    if key.endswith("_non0") and not np.any(labels != 0):
-        return "every label is 0"
-    return "undefined on these predictions"
 
 
 def place_on(readout: torch.nn.Module, device: torch.device) -> None:

@@ -22,7 +22,6 @@ Under accelerate, each rank writes its own part file and rank 0 merges them:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import numbers
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from omni_msa.data.record import DataError
-from omni_msa.files import atomic_write, dumps
+from omni_msa.files import drop_partial_line, dumps, read_jsonl, write_jsonl
 
 REQUIRED_KEYS = ("id", "split", "label", "pred", "readout", "status", "latency_ms", "present", "intra")
 # What two rows for one id must agree on (latency and extra keys may differ between runs).
@@ -58,22 +57,14 @@ def part_path(out_path: str | Path, rank: int) -> Path:
 
 
 def _read_rows(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """The complete rows of a JSONL file; with `repair`, cut off a partial last line."""
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if repair and end < len(data):
-        os.truncate(path, end)
-    rows = []
-    for number, line in enumerate(data[:end].split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError
-            raise DataError(f"line {number} is not JSON", source=path) from None
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-            raise DataError(f"line {number} has no string 'id'", source=path)
-        rows.append(row)
+    """The complete rows of a JSONL file, each with a string `id`; with `repair`, cut off a
+    partial last line first."""
+    if repair:
+        drop_partial_line(path)
+    rows = read_jsonl(path)
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row.get("id"), str):
+            raise DataError(f"row {number} has no string 'id'", source=path)
     return rows
 
 
@@ -97,26 +88,10 @@ def _latest_errors(rows: Iterable[dict[str, Any]], done: Iterable[str]) -> dict[
     return latest
 
 
-def _line(row: Mapping[str, Any]) -> str:
-    return dumps(dict(row)) + "\n"
-
-
-def _replace(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Atomically rewrite a JSONL file (synced before the rename), so a kill leaves the old or the
-    new file, never half."""
-    def write(temporary: Path) -> None:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.writelines(_line(row) for row in rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    atomic_write(path, write)
-
-
 def _save_errors(path: Path, rows: list[dict[str, Any]]) -> None:
     """No errors, no errors file."""
     if rows:
-        _replace(path, rows)
+        write_jsonl(path, rows)
     else:
         path.unlink(missing_ok=True)
 
@@ -153,7 +128,7 @@ class PredictionWriter:
             raise TypeError(f"id must be a str, got {type(sample_id).__name__}")
         if sample_id in self._done:
             raise DataError("already has a prediction", sample_id=sample_id, field="id", source=self.path)
-        self._append(self._out, _line(row))
+        self._append(self._out, dumps(dict(row)) + "\n")
         self._done.add(sample_id)
 
     def write_error(self, sample_id: str, reason: str | BaseException, *, field: str | None = None,
@@ -172,7 +147,7 @@ class PredictionWriter:
         row = {"id": sample_id, "reason": reason, **({"field": field} if field else {}), **extra}
         if self._errors is None:
             self._errors = open(self.errors_path, "a", encoding="utf-8")
-        self._append(self._errors, _line(row))
+        self._append(self._errors, dumps(row) + "\n")
 
     def _append(self, handle: IO[str] | None, line: str) -> None:
         if handle is None:
@@ -269,7 +244,7 @@ def merge_shards(out_path: str | Path, world_size: int, errors_path: str | Path 
     errors = _latest_errors(error_rows, ())
     kept = _latest_errors(error_rows, merged)
 
-    _replace(out_path, [merged[i] for i in sorted(merged)])
+    write_jsonl(out_path, [merged[i] for i in sorted(merged)])
     _save_errors(errors_path, [kept[i] for i in sorted(kept)])
     for path in parts:
         errors_path_for(path).unlink(missing_ok=True)  # errors first: a part is found by its rows file

@@ -79,8 +79,8 @@ def add_sweep(commands: argparse._SubParsersAction) -> None:
 def run_sweep(args: argparse.Namespace) -> None:
     import torch
 
-    from omni_msa.files import atomic_write_text
-    from omni_msa.report import metrics_table, write_report, write_rows
+    from omni_msa.files import atomic_write_text, write_jsonl
+    from omni_msa.report import metrics_table, write_report
 
     from classic_msa.config import load_classic_config
     from classic_msa.sweep import sweep_run
@@ -94,7 +94,7 @@ def run_sweep(args: argparse.Namespace) -> None:
                           eval_seeds=args.eval_seeds, intra_rate=args.intra_rate, batch_size=args.batch_size)
     out = Path(args.out) if args.out else Path(args.checkpoint[0]) / "sweep"
     out.mkdir(parents=True, exist_ok=True)
-    write_rows(out / f"sweep_{args.grid}.jsonl", rows)
+    write_jsonl(out / f"sweep_{args.grid}.jsonl", rows)
     report = write_report(rows, out, prefix="")
     atomic_write_text(out / f"sweep_{args.grid}.md",
                       f"# Missingness sweep: {args.grid}\n\n`{args.invocation}`\n\n" + report["markdown"]

@@ -45,11 +45,6 @@ class ReadoutSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def kind(self) -> str:
-        """The registered readout (`omni_msa.readouts`) the name stands for."""
-        return self.name
-
-    @property
     def zero_shot(self) -> bool:
         """Scored on the bare backbone, never trained."""
         return not get_readout(self.name).trained

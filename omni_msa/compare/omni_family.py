@@ -45,7 +45,7 @@ class OmniReadout:
         self.checkpoint_choice = cfg.omni_checkpoint
         self.eval_batch_size = cfg.eval_batch_size
         self.raw = _merged(cfg.omni_base, spec.overrides)
-        self.raw["readout"] = {**self.raw.get("readout", {}), "kind": spec.kind}
+        self.raw["readout"] = {**self.raw.get("readout", {}), "kind": spec.name}
         self._loaded: tuple[str, Any, OmniRunConfig] | None = None
         self._zero_shot_cfg: OmniRunConfig | None = None
 
@@ -141,7 +141,7 @@ class OmniReadout:
         return EvalResult(ids=[r["id"] for r in rows], labels=np.array([r["label"] for r in rows]),
                           preds=np.array([r["pred"] for r in rows]),
                           latency_ms=np.array([r["latency_ms"] for r in rows]),
-                          statuses=[r["status"] for r in rows] if get_readout(self.spec.kind).parsed else None,
+                          statuses=[r["status"] for r in rows] if get_readout(self.spec.name).parsed else None,
                           errors=errors, predictions=str(out_path), eval_time_s=time.perf_counter() - started,
                           device=str(process_device()))
 
