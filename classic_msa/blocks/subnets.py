@@ -69,7 +69,7 @@ class TextSubNet(nn.Module):
         return self.linear(self.dropout(state[-1]))
 
 
-def word_rows(batch_text: Tensor, text_tokens: Tensor) -> Tensor:
+def non_word_rows_zeroed(batch_text: Tensor, text_tokens: Tensor) -> Tensor:
     """Text feature rows with everything but word tokens zeroed ([CLS]/[SEP] of BERT features).
 
     The [CLS]/[SEP] rows of precomputed BERT features were computed from the unmasked sentence
@@ -82,7 +82,7 @@ def word_rows(batch_text: Tensor, text_tokens: Tensor) -> Tensor:
 class ModalitySubNets(nn.Module):
     """The pre-fusion stage of MMSA's LF-DNN and TFN: one B x d vector per modality.
 
-    Audio and vision: `masked_mean` over the real steps, then a `VectorSubNet`. Text: `word_rows`,
+    Audio and vision: `masked_mean` over the real steps, then a `VectorSubNet`. Text: `non_word_rows_zeroed`,
     then a `TextSubNet`. `forward` returns (audio, vision, text), MMSA's fusion order.
     """
 
@@ -97,5 +97,5 @@ class ModalitySubNets(nn.Module):
     def forward(self, batch: FeatureBatch) -> tuple[Tensor, Tensor, Tensor]:
         audio = self.audio(masked_mean(batch.features["audio"], batch.lengths["audio"]))
         vision = self.vision(masked_mean(batch.features["vision"], batch.lengths["vision"]))
-        text = self.text(word_rows(batch.features["text"], batch.text_tokens), batch.lengths["text"])
+        text = self.text(non_word_rows_zeroed(batch.features["text"], batch.text_tokens), batch.lengths["text"])
         return audio, vision, text

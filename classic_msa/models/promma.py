@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from omni_msa.data.record import MODALITIES, Sample
 
 from classic_msa.blocks import CrossModalAttention, FeatureStandardizer, JSDMutualInformation, padding_mask
+from classic_msa.blocks.subnets import masked_mean
 from classic_msa.data import FeatureBatch, real_steps
 from classic_msa.model import FeatureModel, register_model
 from classic_msa.models.senti_ifusion import word_rows
@@ -83,13 +84,6 @@ def generation_pseudo_labels(pred_without: Tensor, pred_with: Tensor, labels: Te
 def mi_weights(scores: Tensor) -> Tensor:
     """Per-sample modality weights: softmax over the last dim of the pointwise MI scores."""
     return torch.softmax(scores, dim=-1)
-
-
-def masked_mean(states: Tensor, lengths: Tensor) -> Tensor:
-    """Mean of B x L x d over the first lengths[b] steps (empty rows give 0)."""
-    valid = torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]
-    valid = valid.to(states.dtype)[..., None]
-    return (states * valid).sum(1) / valid.sum(1).clamp(min=1.0)
 
 
 # --- modules ------------------------------------------------------------------------------
