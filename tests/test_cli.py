@@ -111,3 +111,57 @@ def test_a_bad_argument_value_is_a_usage_error(tmp_path):
                  str(tmp_path / "p.jsonl"), "--intra-rate", "often")
     assert result.returncode == 2
     assert "argument --intra-rate: 'often' is neither a number nor 'uniform'" in result.stderr
+
+
+TINY_MDF = "model={name: mdf, dim: 16, lstm_hidden: 8, mapper_hidden: 16, extractor_hidden: 16, " \
+           "predictor_hidden: 16, generator_hidden: 16}"
+
+
+def test_score_classic_has_its_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score-classic", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: omni-msa score-classic") and "--keep" in out and "--debug" in out
+
+
+def test_a_train_classic_checkpoint_scores_another_features_file(tmp_path):
+    """train-classic, then one score-classic command on a second features file; the script resumes it."""
+    from omni_msa.data.synthetic import make_synthetic
+    from omni_msa.files import read_json
+    from omni_msa.scoring_io import read_predictions
+
+    run_dir = tmp_path / "run"
+    trained = run("-m", "omni_msa", "train-classic", "--config", "scripts/configs/mdf_synthetic.yaml", "--quiet",
+                  f"output_dir={run_dir}", "data.synthetic_n=80", "train.stages=[{epochs: 1}]", "eval_protocols=[{}]",
+                  TINY_MDF)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    samples = make_synthetic(40, tmp_path / "new", seed=1, with_media=False)
+    out = tmp_path / "preds.jsonl"
+    args = ["--checkpoint", str(run_dir / "seed0"), "--features", str(tmp_path / "new" / "unaligned.pkl"),
+            "--layout", "unaligned", "--split", "valid", "--out", str(out), "--inter-rate", "0.3"]
+    scored = run("-m", "omni_msa", "score-classic", *args)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    valid = sorted(s.id for s in samples if s.split == "valid")
+    assert valid and sorted(row["id"] for row in read_predictions(out)) == valid
+    metrics = read_json(tmp_path / "preds.metrics.json")
+    assert metrics["n"] == len(valid) and metrics["protocol"]["inter_rate"] == 0.3 and metrics["model"] == "mdf"
+    first = {row["id"]: row["pred"] for row in read_predictions(out)}
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:-2]))                              # the last two rows lost
+    resumed = run("scripts/score_classic.py", *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert out.read_text().startswith("".join(lines[:-2])), "rows already written are kept"
+    assert {row["id"]: row["pred"] for row in read_predictions(out)} == pytest.approx(first, abs=1e-6)
+    assert len(out.read_text().splitlines()) == len(valid)
+
+
+def test_score_classic_bad_input_is_one_error_line(tmp_path):
+    features = tmp_path / "unaligned_50.pkl"
+    result = run("-m", "omni_msa", "score-classic", "--checkpoint", str(tmp_path / "no_run"), "--features",
+                 str(features), "--out", str(tmp_path / "p.jsonl"))
+    assert_one_error_line(result, "no_run", "no checkpoint")
+    result = run("-m", "omni_msa", "score-classic", "--checkpoint", str(tmp_path), "--features", str(features),
+                 "--out", str(tmp_path / "p.jsonl"), "--keep", "text,smell")
+    assert_one_error_line(result, "keep must be a non-empty subset")
+    assert not (tmp_path / "p.jsonl").exists()

@@ -17,7 +17,7 @@ from omni_msa.data.record import DataError
 # usage errors exit 2 too). Anything else is a bug and keeps its traceback.
 BAD_INPUT = (UsageError, DataError, FileNotFoundError)
 COMMANDS = (omni.add_train, omni.add_score, omni.add_compare, omni.add_report, plan.add_plan,
-            classic.add_train_classic, classic.add_sweep)
+            classic.add_train_classic, classic.add_sweep, classic.add_score_classic)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
-"""The CLI's wiring of the classic family: `train-classic`, `sweep`, and classic contenders for
-`compare`.
+"""The CLI's wiring of the classic family: `train-classic`, `sweep`, `score-classic`, and classic
+contenders for `compare`.
 
 This is the one module under omni_msa that imports classic_msa, and only the CLI (omni_msa.cli)
 imports it: omni_msa's library modules never import classic_msa (dependencies point one way,
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from omni_msa.cli.common import OVERRIDES_HELP, command_options, intra_rate, user_input
+from omni_msa.data.record import SPLITS
 
 
 def classic_contenders(cfg: Any) -> list[Any]:
@@ -100,3 +101,46 @@ def run_sweep(args: argparse.Namespace) -> None:
                       f"# Missingness sweep: {args.grid}\n\n`{args.invocation}`\n\n" + report["markdown"]
                       + "\n## All metrics\n\n" + metrics_table(rows))
     print(f"{len(rows)} rows -> {out / f'sweep_{args.grid}.jsonl'}; {len(report['plots'])} plots in {out}")
+
+
+def add_score_classic(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "score-classic", parents=[command_options()], help="score a features file with a trained classic checkpoint",
+        description="Score a features file (an MMSA pickle) with a checkpoint of `omni-msa train-classic`, on data "
+                    "it was not trained on. The same files and resume rules as `omni-msa score`: one row per "
+                    "sample in --out, the samples that could not be scored (id, field, reason) in "
+                    "<out>.errors.jsonl, metrics in <out>.metrics.json; re-running with the same --out resumes. "
+                    "The features must be of the set the model was trained on (its input dimensions).")
+    parser.add_argument("--checkpoint", required=True, help="a seed directory (RUN/seed0), or a run with one seed")
+    parser.add_argument("--features", required=True, help="a features file, e.g. unaligned_50.pkl")
+    parser.add_argument("--split", choices=SPLITS, help="score this split only (default: all)")
+    parser.add_argument("--layout", choices=["aligned", "unaligned"],
+                        help="an MMSA pickle's layout, when its file name does not say")
+    parser.add_argument("--out", required=True, help="the predictions JSONL, e.g. preds.jsonl")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--inter-rate", type=float, default=0.0)
+    parser.add_argument("--intra-rate", type=intra_rate, default=0.0, help="a number or 'uniform'")
+    parser.add_argument("--keep", default=None, help="comma-separated kept modalities, e.g. text,audio")
+    parser.add_argument("--missing-seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny models: 1)")
+    parser.set_defaults(run=run_score_classic)
+
+
+def run_score_classic(args: argparse.Namespace) -> None:
+    import torch
+
+    from omni_msa.data.missing import MissingnessProtocol
+    from omni_msa.files import dumps
+
+    from classic_msa.scoring import score_features
+
+    with user_input():
+        keep = None if args.keep is None else frozenset(args.keep.split(","))
+        protocol = MissingnessProtocol(inter_rate=args.inter_rate, intra_rate=args.intra_rate, keep=keep,
+                                       seed=args.missing_seed)
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    torch.set_num_threads(args.threads)
+    summary = score_features(args.checkpoint, args.features, args.out, split=args.split, layout=args.layout,
+                             protocol=protocol, batch_size=args.batch_size)
+    print(dumps(summary, indent=2))
