@@ -42,7 +42,7 @@ from omni_msa.data.record import MODALITIES, SPLITS, DataError, LoadResult, Samp
 from omni_msa.files import read_json, read_jsonl, write_json
 from omni_msa.parse import ParseStatus
 from omni_msa.score import summarise_predictions
-from omni_msa.scoring_io import PredictionWriter, errors_path_for, read_predictions
+from omni_msa.scoring_io import PredictionWriter, errors_path_for, metrics_path_for, read_predictions
 
 from classic_msa.data import COMPLETE
 from classic_msa.evaluation import predict
@@ -235,12 +235,6 @@ def score_samples(scorer: ClassicScorer, loaded: LoadResult, out: str | Path, *,
         for start in range(0, len(ready), batch_size):
             _score_batch(scorer, ready[start:start + batch_size], protocol, writer, stamp)
     return _write_summary(out, scorer, stamp, loaded.nonfinite_replaced)
-
-
-def metrics_path_for(out: str | Path) -> Path:
-    """`preds.jsonl` -> `preds.metrics.json`, where the omni scorer writes its summary too."""
-    out = Path(out)
-    return out.with_name(out.name.removesuffix(".jsonl") + ".metrics.json")
 
 
 def _write_summary(out: Path, scorer: ClassicScorer, stamp: dict[str, Any],

@@ -30,7 +30,7 @@ from omni_msa.metrics import latency_summary, regression_metrics, undefined_metr
 from omni_msa.parse import StatusCounts
 from omni_msa.prediction import BatchOutcome, iter_predictions, predict_samples
 from omni_msa.readouts import get_readout, readout_names
-from omni_msa.scoring_io import PredictionWriter, merge_shards, part_path, read_predictions, shard_ids
+from omni_msa.scoring_io import PredictionWriter, merge_shards, metrics_path_for, part_path, read_predictions, shard_ids
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def score_file(assembled: Assembled, cfg: OmniRunConfig, samples: list[Sample], 
     summary = {"protocol": protocol.to_dict(), "merge": dataclasses.asdict(report)}
     if out.exists() and read_predictions(out):
         summary.update(summarise_predictions(out, cfg.data.dataset))
-    write_json(out.with_name(out.name.removesuffix(".jsonl") + ".metrics.json"), summary)
+    write_json(metrics_path_for(out), summary)
     return summary
 
 

@@ -44,6 +44,12 @@ def _stem(path: Path) -> str:
     return path.name.removesuffix(".jsonl")
 
 
+def metrics_path_for(path: str | Path) -> Path:
+    """`preds.jsonl` -> `preds.metrics.json`, the summary of a scoring run."""
+    path = Path(path)
+    return path.with_name(f"{_stem(path)}.metrics.json")
+
+
 def errors_path_for(path: str | Path) -> Path:
     """`preds.jsonl` -> `preds.errors.jsonl`."""
     path = Path(path)

@@ -13,7 +13,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from omni_msa.cli.common import OVERRIDES_HELP, command_options, intra_rate, user_input
+from omni_msa.cli.common import (
+    OVERRIDES_HELP,
+    UsageError,
+    add_missingness_options,
+    command_options,
+    intra_rate,
+    missingness_protocol,
+    user_input,
+)
 from omni_msa.data.record import SPLITS
 
 
@@ -118,10 +126,7 @@ def add_score_classic(commands: argparse._SubParsersAction) -> None:
                         help="an MMSA pickle's layout, when its file name does not say")
     parser.add_argument("--out", required=True, help="the predictions JSONL, e.g. preds.jsonl")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--inter-rate", type=float, default=0.0)
-    parser.add_argument("--intra-rate", type=intra_rate, default=0.0, help="a number or 'uniform'")
-    parser.add_argument("--keep", default=None, help="comma-separated kept modalities, e.g. text,audio")
-    parser.add_argument("--missing-seed", type=int, default=0)
+    add_missingness_options(parser)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny models: 1)")
     parser.set_defaults(run=run_score_classic)
 
@@ -129,17 +134,13 @@ def add_score_classic(commands: argparse._SubParsersAction) -> None:
 def run_score_classic(args: argparse.Namespace) -> None:
     import torch
 
-    from omni_msa.data.missing import MissingnessProtocol
     from omni_msa.files import dumps
 
     from classic_msa.scoring import score_features
 
-    with user_input():
-        keep = None if args.keep is None else frozenset(args.keep.split(","))
-        protocol = MissingnessProtocol(inter_rate=args.inter_rate, intra_rate=args.intra_rate, keep=keep,
-                                       seed=args.missing_seed)
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    protocol = missingness_protocol(args)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     torch.set_num_threads(args.threads)
     summary = score_features(args.checkpoint, args.features, args.out, split=args.split, layout=args.layout,
                              protocol=protocol, batch_size=args.batch_size)

@@ -6,6 +6,7 @@ import argparse
 import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 OVERRIDES_HELP = "section.key=value overrides (values parsed as YAML)"
 
@@ -55,3 +56,21 @@ def registered(names: str) -> Callable[[str], str]:
             raise argparse.ArgumentTypeError(f"{text!r} is not registered; known: {', '.join(known)}")
         return text
     return check
+
+
+def add_missingness_options(parser: argparse.ArgumentParser) -> None:
+    """The missingness protocol to score under (`omni_msa.data.missing.MissingnessProtocol`)."""
+    parser.add_argument("--inter-rate", type=float, default=0.0)
+    parser.add_argument("--intra-rate", type=intra_rate, default=0.0, help="a number or 'uniform'")
+    parser.add_argument("--keep", default=None, help="comma-separated kept modalities, e.g. text,audio")
+    parser.add_argument("--missing-seed", type=int, default=0)
+
+
+def missingness_protocol(args: argparse.Namespace) -> Any:
+    """The protocol of `add_missingness_options`' arguments; a bad value is a `UsageError`."""
+    from omni_msa.data.missing import MissingnessProtocol
+
+    with user_input():
+        keep = None if args.keep is None else frozenset(args.keep.split(","))
+        return MissingnessProtocol(inter_rate=args.inter_rate, intra_rate=args.intra_rate, keep=keep,
+                                   seed=args.missing_seed)

@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omni_msa.cli.common import OVERRIDES_HELP, UsageError, command_options, intra_rate, registered, user_input
+from omni_msa.cli.common import (
+    OVERRIDES_HELP,
+    UsageError,
+    add_missingness_options,
+    command_options,
+    missingness_protocol,
+    registered,
+    user_input,
+)
 
 
 def add_train(commands: argparse._SubParsersAction) -> None:
@@ -57,10 +65,7 @@ def add_score(commands: argparse._SubParsersAction) -> None:
                         help="a registered dataset, e.g. mosi, mosei, sims (default: the checkpoint's)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--inter-rate", type=float, default=0.0)
-    parser.add_argument("--intra-rate", type=intra_rate, default=0.0, help="a number or 'uniform'")
-    parser.add_argument("--keep", default=None, help="comma-separated kept modalities, e.g. text,audio")
-    parser.add_argument("--missing-seed", type=int, default=0)
+    add_missingness_options(parser)
     parser.set_defaults(run=run_score)
 
 
@@ -86,7 +91,6 @@ def _checkpoint_dataset(checkpoint: str) -> str:
 
 def run_score(args: argparse.Namespace) -> None:
     from omni_msa.data.manifest import read_manifest
-    from omni_msa.data.missing import MissingnessProtocol
     from omni_msa.files import dumps
 
     # The manifest is read first (the shared layer, no torch): bad input fails in a second, not after a load.
@@ -96,10 +100,8 @@ def run_score(args: argparse.Namespace) -> None:
                          f"range and metrics are {trained_on}'s")
     dataset = args.dataset or trained_on or "mosi"
     loaded = read_manifest(args.manifest, dataset=dataset, skip_invalid=True)
+    protocol = missingness_protocol(args)
     with user_input():
-        keep = None if args.keep is None else frozenset(args.keep.split(","))
-        protocol = MissingnessProtocol(inter_rate=args.inter_rate, intra_rate=args.intra_rate, keep=keep,
-                                       seed=args.missing_seed)
         zero_shot_cfg = None if args.checkpoint else _zero_shot_config(args, dataset)
     from omni_msa.score import load_scorer, score_file, zero_shot_scorer
 
