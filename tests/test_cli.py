@@ -111,3 +111,31 @@ def test_a_bad_argument_value_is_a_usage_error(tmp_path):
                  str(tmp_path / "p.jsonl"), "--intra-rate", "often")
     assert result.returncode == 2
     assert "argument --intra-rate: 'often' is neither a number nor 'uniform'" in result.stderr
+
+
+def test_check_media_has_its_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check-media", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: omni-msa check-media") and "--manifest" in out and "--checkpoint" in out
+
+
+def test_check_media_exits_0_on_a_generated_manifest(tmp_path, tiny_thinker_dir):
+    from omni_msa.data.synthetic import make_synthetic
+
+    samples = make_synthetic(2, tmp_path / "data", seed=0)
+    report = tmp_path / "results" / "clips.md"
+    result = run("-m", "omni_msa", "check-media", "--manifest", str(tmp_path / "data" / "manifest.csv"),
+                 "--out", str(report), "--backbone", str(tiny_thinker_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith(f"2 clips decoded, 0 with an error -> {report}")
+    text = report.read_text()
+    assert text.count("Command: `omni-msa check-media --manifest ") == 1
+    assert all(f"| `{sample.id}` |" in text for sample in samples)
+    assert "None: every clip went through every step." in text
+
+
+def test_check_media_on_a_missing_manifest_is_one_error_line(tmp_path):
+    result = run("-m", "omni_msa", "check-media", "--manifest", str(tmp_path / "nowhere.csv"))
+    assert_one_error_line(result, "nowhere.csv", "file not found")
