@@ -118,12 +118,14 @@ class MediaSettings:
 class DecodedMedia:
     """A sample's decoded media: float32 mono audio at the settings' rate, uint8 T x H x W x 3
     frames and their effective sampling rate, or None where the sample has no such media.
+    `video_decoder` names the decoder that made the frames (`decord`, `pyav`, `pyav_fallback`);
     `audio_truncated_from` is the original length in seconds when the audio was cut; `audio_field`
     and `audio_source` say where the audio came from (the `audio` file, or the `video` file's track)."""
 
     audio: np.ndarray | None = None
     video: np.ndarray | None = None
     video_fps: float | None = None
+    video_decoder: str | None = None
     audio_truncated_from: float | None = None
     audio_field: str | None = None
     audio_source: str | None = None
@@ -160,16 +162,16 @@ def decode_sample_media(sample: Sample, settings: MediaSettings,
     without an audio track when `use_audio_in_video` asks for it, or audio that is empty or
     holds non-finite samples.
     """
-    video = video_fps = None
-    if sample.video is not None:
-        video, video_fps = _video(sample, Path(sample.video), settings, cache)
+    video = None if sample.video is None else _video(sample, Path(sample.video), settings, cache)
     audio, truncated_from, field, source = _audio(sample, settings, cache)
-    return DecodedMedia(audio=audio, video=video, video_fps=video_fps, audio_truncated_from=truncated_from,
-                        audio_field=field, audio_source=source)
+    return DecodedMedia(audio=audio, video=None if video is None else video.frames,
+                        video_fps=None if video is None else video.fps,
+                        video_decoder=None if video is None else video.decoder,
+                        audio_truncated_from=truncated_from, audio_field=field, audio_source=source)
 
 
 def _video(sample: Sample, path: Path, settings: MediaSettings,
-           cache: MediaCache | None) -> tuple[np.ndarray, float]:
+           cache: MediaCache | None) -> DecodedVideo:
     """Frames and effective fps, cached together under the decoder that produced them."""
     def cached(decoder: str) -> DecodedVideo | None:
         found = cache.lookup(path, (VIDEO, VIDEO_FPS), DecoderKey(settings, decoder)) if cache is not None else None
@@ -179,7 +181,7 @@ def _video(sample: Sample, path: Path, settings: MediaSettings,
     if cache is not None and not decoded.cached:
         cache.store(path, {VIDEO: decoded.frames, VIDEO_FPS: np.array([decoded.fps])},
                     DecoderKey(settings, decoded.decoder))
-    return decoded.frames, decoded.fps
+    return decoded
 
 
 def _audio(sample: Sample, settings: MediaSettings,
@@ -247,6 +249,18 @@ def decode_video(path: Path, settings: MediaSettings,
         _warn_fallback(path, error)
         return cached(PYAV_FALLBACK) or _decode_video_pyav(path, settings, vision, PYAV_FALLBACK)
     return DecodedVideo(_resize(video, settings, vision), float(fps), DECORD)
+
+
+def decode_video_with_pyav(path: Path, settings: MediaSettings) -> DecodedVideo:
+    """The frames `decode_video` gives, read by PyAV whatever the reader in use (no cache): the
+    fallback for files decord cannot read, callable on its own to compare the two readers."""
+    return _decode_video_pyav(path, settings, _qwen_vision(), PYAV)
+
+
+def video_reader() -> str:
+    """The reader `decode_video` tries first: `decord`, or `pyav` when qwen-omni-utils does not
+    read video with decord (imports qwen-omni-utils: call it to take that cost up front)."""
+    return DECORD if _decord_in_use() else PYAV
 
 
 _FALLBACKS = itertools.count()  # decord failures in this process

@@ -39,7 +39,8 @@ class PromptSettings:
 
 
 def user_text(settings: PromptSettings, present: tuple[str, ...], transcript: str | None) -> str:
-    lines = ["Modalities present: " + ", ".join(MODALITY_WORDS[m] for m in present) + "."]
+    # "none" when a retention mode keeps nothing the sample has (keep=vision on an audio-only clip)
+    lines = ["Modalities present: " + (", ".join(MODALITY_WORDS[m] for m in present) or "none") + "."]
     if transcript is not None:
         lines.append(f'Transcript: "{transcript}"')
     lines.append(settings.instruction())

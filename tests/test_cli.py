@@ -12,7 +12,7 @@ import pytest
 from omni_msa.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["train", "score", "compare", "report", "plan", "train-classic", "sweep"]
+SUBCOMMANDS = ["train", "score", "compare", "report", "plan", "train-classic", "sweep", "score-classic", "check-media"]
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -165,3 +165,31 @@ def test_score_classic_bad_input_is_one_error_line(tmp_path):
                  "--out", str(tmp_path / "p.jsonl"), "--keep", "text,smell")
     assert_one_error_line(result, "keep must be a non-empty subset")
     assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_check_media_has_its_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check-media", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: omni-msa check-media") and "--manifest" in out and "--checkpoint" in out
+
+
+def test_check_media_exits_0_on_a_generated_manifest(tmp_path, tiny_thinker_dir):
+    from omni_msa.data.synthetic import make_synthetic
+
+    samples = make_synthetic(2, tmp_path / "data", seed=0)
+    report = tmp_path / "results" / "clips.md"
+    result = run("-m", "omni_msa", "check-media", "--manifest", str(tmp_path / "data" / "manifest.csv"),
+                 "--out", str(report), "--backbone", str(tiny_thinker_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith(f"2 clips decoded, 0 with an error -> {report}")
+    text = report.read_text()
+    assert text.count("Command: `omni-msa check-media --manifest ") == 1
+    assert all(f"| `{sample.id}` |" in text for sample in samples)
+    assert "None: every clip went through every step." in text
+
+
+def test_check_media_on_a_missing_manifest_is_one_error_line(tmp_path):
+    result = run("-m", "omni_msa", "check-media", "--manifest", str(tmp_path / "nowhere.csv"))
+    assert_one_error_line(result, "nowhere.csv", "file not found")

@@ -363,3 +363,109 @@ def test_a_file_decord_reads_but_is_too_short_is_a_data_error_not_a_fallback(
     with caplog.at_level(logging.DEBUG, logger="omni_msa.media_inputs"), pytest.raises(DataError, match="nframes"):
         decode_sample_media(dataclasses.replace(samples[0], video=one_frame), MediaSettings())
     assert "decord could not read" not in caplog.text
+
+
+# --- real-media shapes: stereo, other rates, AAC from a video track, late audio -------------------
+
+def tone(seconds: float, sr: int, *, amplitude: float = 0.5, start: float = 0.0, hz: float = 440.0) -> np.ndarray:
+    """A sine that is silent before `start` seconds."""
+    t = np.arange(round(seconds * sr)) / sr
+    return np.where(t >= start, amplitude * np.sin(2 * np.pi * hz * t), 0.0).astype(np.float32)
+
+
+def write_aac_mp4(path: Path, channels: np.ndarray, sr: int, *, audio_start: float = 0.0, fps: int = 10,
+                  size: tuple[int, int] = (48, 36), seconds: float = 2.0) -> Path:
+    """An h264 mp4 (height x width `size`, grey frames) with a stereo AAC track at `sr` whose first
+    sample is at `audio_start` seconds, written by PyAV as the real clips' encoders do."""
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=fps, options={"threads": "1"})
+        video.height, video.width, video.pix_fmt = (*size, "yuv420p")
+        sound = container.add_stream("aac", rate=sr)
+        sound.layout = "stereo"
+        for _ in range(round(seconds * fps)):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.full((*size, 3), 128, np.uint8), format="rgb24")))
+        container.mux(video.encode())
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(channels, np.float32), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts = sr, round(audio_start * sr)
+        container.mux(sound.encode(frame))
+        container.mux(sound.encode())
+    return path
+
+
+def onset(wave: np.ndarray, sr: int = SR) -> float:
+    return float(np.flatnonzero(np.abs(wave) > 0.05)[0] / sr)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_a_stereo_wav_becomes_mono_16k_with_its_duration(tmp_path: Path, rate: int) -> None:
+    left, right = tone(1.25, rate, amplitude=0.6), tone(1.25, rate, amplitude=0.2)
+    path = tmp_path / f"stereo_{rate}.wav"
+    soundfile.write(str(path), np.stack([left, right], axis=1), rate, subtype="PCM_16")
+    sample = Sample(id="clip$_$1", split="train", label=0.0, text="fine", audio=path)
+    media = decode_sample_media(sample, MediaSettings())
+    assert media.audio.ndim == 1 and media.audio.dtype == np.float32
+    assert abs(len(media.audio) - 1.25 * SR) <= 1
+    expected = tone(1.25, SR, amplitude=0.4)  # the mean of the two channels
+    assert np.corrcoef(media.audio, expected[:len(media.audio)])[0, 1] > 0.999
+    assert np.abs(media.audio).max() == pytest.approx(0.4, abs=0.01)
+    assert (media.audio_field, media.video, media.video_decoder) == ("audio", None, None)
+
+
+def test_a_stereo_44k_aac_track_is_the_mean_of_its_channels_at_16k_without_priming(tmp_path: Path) -> None:
+    rate = 44100
+    signal = tone(1.5, rate, amplitude=0.8, start=0.5)
+    path = write_aac_mp4(tmp_path / "aac.mp4", np.stack([signal, signal]), rate)
+    sample = Sample(id="clip$_$2", split="train", label=0.0, text="fine", video=path)
+    media = decode_sample_media(sample, MediaSettings(use_audio_in_video=True))
+    assert media.audio_field == "video" and media.audio.ndim == 1
+    assert abs(len(media.audio) / SR - 1.5) <= 1024 / rate  # within one AAC frame of the track's length
+    # libswresample's own downmix would give (L + R) / sqrt(2): 1.13, beyond full scale
+    assert 0.75 <= np.abs(media.audio).max() <= 0.85
+    assert onset(media.audio) == pytest.approx(0.5, abs=0.005)  # the encoder delay is not in the wave
+
+
+def test_an_audio_track_that_starts_late_is_placed_on_the_video_clock(tmp_path: Path) -> None:
+    rate = 44100
+    signal = tone(1.0, rate)
+    path = write_aac_mp4(tmp_path / "late.mp4", np.stack([signal, signal]), rate, audio_start=0.25)
+    from omni_msa.data.media import probe_media, read_video_audio
+
+    info = probe_media(path, field="video")
+    assert info.video.start == 0.0 and 0.2 < info.audio.start < 0.25  # the stream starts at its priming
+    wave = read_video_audio(path)
+    assert onset(wave) == pytest.approx(0.25, abs=0.005)
+    assert len(wave) / SR == pytest.approx(1.25, abs=1024 / rate)
+
+
+def test_probe_describes_the_container(samples: list[Sample], tmp_path: Path) -> None:
+    from omni_msa.data.media import probe_media
+
+    info = probe_media(samples[0].video, field="video")
+    frames = read_video_frames(samples[0].video)
+    assert (info.video.codec, info.video.width, info.video.height) == ("h264", frames.shape[2], frames.shape[1])
+    assert info.video.fps == FPS and info.video.frames == len(frames)
+    assert (info.audio.codec, info.audio.sample_rate, info.audio.channels) == ("aac", SR, 1)
+    wav = probe_media(samples[0].audio, field="audio")
+    assert wav.video is None and (wav.audio.sample_rate, wav.audio.channels) == (SR, 1)
+    assert wav.audio.seconds == pytest.approx(len(read_audio(samples[0].audio)) / SR)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a container" * 40)
+    with pytest.raises(DataError, match="cannot open media") as error:
+        probe_media(garbage, field="video")
+    assert error.value.field == "video" and error.value.source == str(garbage)
+
+
+def test_decoded_media_names_the_decoder_and_pyav_gives_decords_frames(samples: list[Sample],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = MediaSettings()
+    assert media_inputs.video_reader() == media_inputs.DECORD
+    media = decode_sample_media(samples[0], settings)
+    assert media.video_decoder == media_inputs.DECORD
+    pyav = media_inputs.decode_video_with_pyav(Path(samples[0].video), settings)
+    assert pyav.decoder == media_inputs.PYAV and pyav.frames.shape == media.video.shape
+    assert np.abs(pyav.frames.astype(int) - media.video.astype(int)).max() <= 2 and pyav.fps == media.video_fps
+    monkeypatch.setattr(media_inputs, "_decord_in_use", lambda: False)
+    assert decode_sample_media(samples[0], settings).video_decoder == media_inputs.PYAV
+    assert media_inputs.video_reader() == media_inputs.PYAV

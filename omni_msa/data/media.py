@@ -6,6 +6,7 @@ are raised as `DataError` naming the file.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 
@@ -95,6 +96,67 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int, audio: np.ndarray 
     return codec
 
 
+@dataclass(frozen=True)
+class VideoStreamInfo:
+    """A video stream as its container describes it (headers only, nothing decoded)."""
+
+    codec: str
+    width: int
+    height: int
+    fps: float | None
+    frames: int | None
+    seconds: float | None
+    start: float | None  # the stream's first timestamp, in seconds
+
+
+@dataclass(frozen=True)
+class AudioStreamInfo:
+    codec: str
+    sample_rate: int
+    channels: int
+    seconds: float | None
+    start: float | None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """The first video and audio stream of a media file (None where it has none)."""
+
+    video: VideoStreamInfo | None
+    audio: AudioStreamInfo | None
+
+
+def probe_media(path: str | Path, *, field: str) -> MediaInfo:
+    """What the container says about its first video and audio stream; a DataError naming
+    `field` and the file if it cannot be opened or holds neither."""
+    try:
+        with av.open(str(path)) as container:
+            streams = container.streams
+            info = MediaInfo(video=_video_info(streams.video[0]) if streams.video else None,
+                             audio=_audio_info(streams.audio[0]) if streams.audio else None)
+    except (av.FFmpegError, OSError) as error:
+        raise DataError(f"cannot open media: {error}", field=field, source=path) from None
+    if info.video is None and info.audio is None:
+        raise DataError("no audio or video stream", field=field, source=path)
+    return info
+
+
+def _video_info(stream: av.video.stream.VideoStream) -> VideoStreamInfo:
+    rate = stream.average_rate or stream.guessed_rate
+    return VideoStreamInfo(codec=stream.codec_context.name, width=stream.width, height=stream.height,
+                           fps=float(rate) if rate else None, frames=stream.frames or None,
+                           seconds=_seconds(stream.duration, stream), start=_seconds(stream.start_time, stream))
+
+
+def _audio_info(stream: av.audio.stream.AudioStream) -> AudioStreamInfo:
+    return AudioStreamInfo(codec=stream.codec_context.name, sample_rate=stream.rate, channels=stream.channels,
+                           seconds=_seconds(stream.duration, stream), start=_seconds(stream.start_time, stream))
+
+
+def _seconds(timestamp: int | None, stream: av.stream.Stream) -> float | None:
+    return None if timestamp is None else float(timestamp * stream.time_base)
+
+
 def read_video_frames(path: str | Path) -> np.ndarray:
     """Decode every video frame as uint8 T x H x W x 3 RGB."""
     try:
@@ -110,25 +172,45 @@ def read_video_frames(path: str | Path) -> np.ndarray:
 
 
 def read_video_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
-    """Decode the audio track of a video file as float32 mono at `sr`."""
+    """Decode the audio track of a video file as float32 mono at `sr`, on the video's clock:
+    sample 0 is the video's first frame (an audio track that starts later is preceded by
+    silence, audio before the first frame is dropped)."""
     return _decode_audio(path, sr, field="video")
 
 
 def _decode_audio(path: str | Path, sr: int, *, field: str) -> np.ndarray:
+    """Resampled to `sr` by libswresample, then the channels averaged, as `read_audio` does for wav:
+    libswresample's own stereo-to-mono downmix is (L + R) / sqrt(2), 3 dB louder than the mean, which
+    leaves [-1, 1] for loud speech. AAC priming needs no handling here: FFmpeg drops the encoder delay
+    the container marks (packets before time 0), and the padding of the last frame is cut at the
+    stream's duration."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise DataError("no audio stream", field=field, source=path)
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-            parts = [out.to_ndarray()[0] for frame in container.decode(stream)
-                     for out in resampler.resample(frame)]
-            parts += [out.to_ndarray()[0] for out in resampler.resample(None)]
+            resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=sr)  # planar: channels x n
+            parts, start = [], None
+            for frame in container.decode(stream):
+                start = frame.time if start is None else start
+                parts += [out.to_ndarray().mean(axis=0) for out in resampler.resample(frame)]
+            parts += [out.to_ndarray().mean(axis=0) for out in resampler.resample(None)]
             duration = stream.duration * stream.time_base if stream.duration else None
+            origin = _video_start(container) if field == "video" else None
     except (av.FFmpegError, OSError) as error:
         raise DataError(f"cannot decode audio: {error}", field=field, source=path) from None
     wave = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
     if duration is not None:
-        # AAC pads its last frame; the container's duration says where the real audio ends.
         wave = wave[:round(float(duration) * sr)]
-    return wave
+    if origin is None or start is None:
+        return wave
+    shift = round((start - origin) * sr)  # the audio's first sample, in samples after the first frame
+    return np.concatenate([np.zeros(shift, np.float32), wave]) if shift > 0 else wave[-shift:]
+
+
+def _video_start(container: av.container.InputContainer) -> float | None:
+    """The time of the first video frame in seconds (the stream's start), or None without video."""
+    if not container.streams.video:
+        return None
+    stream = container.streams.video[0]
+    return None if stream.start_time is None else float(stream.start_time * stream.time_base)
