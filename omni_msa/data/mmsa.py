@@ -28,6 +28,7 @@ from omni_msa.data.record import (
     check_split,
     check_text,
     check_unique_ids,
+    label_range,
 )
 from omni_msa.feature_sets import FeatureSetSpec, feature_set_for
 from omni_msa.files import atomic_write
@@ -69,6 +70,7 @@ def read_mmsa_pickle(path: str | Path, *, dataset: str, feature_set: str | None 
     is refused (`DataError` naming the file and the global) before anything of it runs.
     """
     path = Path(path)
+    label_range(dataset)
     spec = feature_set_for(dataset, path, feature_set=feature_set, layout=layout)
     unknown = [split for split in splits if split not in SPLITS]
     if unknown:
