@@ -5,6 +5,7 @@
     threads: 2                     # torch intra-op threads (optional)
     model: {name: mdf, dim: 128}   # `name` picks the registered model, the rest is its config
     data: {dataset: mosi, path: /data/MOSI/unaligned_50.pkl}   # or synthetic_n: 600
+    # or {dataset: mosi, path: mosi_utterance/features.npz, evaluate_on: valid} (manifest.csv beside it)
     train: {lr: 1.0e-3, stages: [{epochs: 30}], train_protocol: {intra_rate: uniform}}
     eval_protocols: [{}, {grid: modes}, {inter_rate: 0.5, intra_rate: 0.5}]
 
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from omni_msa.config_layer import ConfigError, build, load
+from omni_msa.config_layer import ConfigError, build, check_literals, load
+from omni_msa.data.feature_files import feature_manifest
 from omni_msa.data.missing import MissingnessProtocol, expand_protocols
 from omni_msa.data.record import label_range
+from omni_msa.feature_sets import feature_set_for, get_feature_set
 
 from classic_msa.model import model_class
 from classic_msa.trainer import TrainConfig
@@ -28,14 +31,24 @@ from classic_msa.trainer import TrainConfig
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the features come from: an MMSA feature pickle or the built-in synthetic set."""
+    """Where the features come from: a feature file (an MMSA pickle, or a features.npz with its
+    manifest) or the built-in synthetic set; and the split the rows are computed on."""
 
     dataset: str = "mosi"
     """mosi, mosei or sims: the label range and the metrics."""
     path: str | None = None
-    """An MMSA feature pickle (exactly one of `path` and `synthetic_n`)."""
+    """A feature file: an MMSA pickle (`.pkl`) or a `features.npz` (exactly one of `path` and `synthetic_n`)."""
+    manifest: str | None = None
+    """The manifest of a features.npz (its ids in its row order, with text and labels); default
+    `manifest.csv` beside it."""
+    feature_set: str | None = None
+    """The named feature set the file is checked against (`omni_msa.feature_sets`); default: the one a
+    features.npz names, else the dataset's default set for the file name or `layout`."""
     layout: str | None = None
-    """aligned / unaligned, when the file name does not say."""
+    """aligned / unaligned: picks among the dataset's MMSA sets when the pickle's file name does not say."""
+    evaluate_on: Literal["train", "valid", "test"] = "test"
+    """The split every row is computed on; models train on `train` and are selected on `valid`, so
+    data without a test split (e.g. mosi_utterance) is evaluated on `valid`."""
     skip_invalid: bool = False
     """Skip samples that fail validation (reported) instead of failing the run."""
     synthetic_n: int | None = None
@@ -45,9 +58,21 @@ class DataConfig:
     """Where the synthetic pickle is written; default <output_dir>/data."""
 
     def __post_init__(self) -> None:
+        check_literals(self)
         label_range(self.dataset)
         if (self.path is None) == (self.synthetic_n is None):
-            raise ValueError("data needs exactly one of `path` (an MMSA pickle) or `synthetic_n`")
+            raise ValueError("data needs exactly one of `path` (a feature file) or `synthetic_n`")
+        if self.path is None:
+            given = [k for k in ("manifest", "feature_set", "layout") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} describe a feature file: they need `path`")
+            return
+        if self.feature_set is not None:
+            get_feature_set(self.feature_set)
+        if feature_manifest(self.path, self.manifest) is None:      # an MMSA pickle: its set is known now
+            feature_set_for(self.dataset, self.path, feature_set=self.feature_set, layout=self.layout)
+        elif self.layout is not None:
+            raise ValueError("`layout` picks an MMSA pickle's feature set; a features.npz takes `feature_set`")
 
 
 @dataclass(frozen=True)

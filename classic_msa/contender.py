@@ -1,7 +1,8 @@
 """Classic feature models as contenders of the comparison harness (omni_msa.compare.family).
 
 The model, its options and its trainer settings come from the model's own YAML config; the
-comparison supplies the data (the MMSA features of the same samples the omni readouts see),
+comparison supplies the data (the features of the same samples the omni readouts see: an MMSA
+pickle or a features.npz, `omni_msa.data.feature_files`),
 the seed and the training protocol, which replaces the YAML's `train.train_protocol` so every
 contender of a grid trains under the same missingness. Training and evaluation run on the
 omni readouts' device (`omni_msa.compare.family.process_device`), so latencies compare like
@@ -18,8 +19,8 @@ import torch
 
 from omni_msa.compare.config import ClassicSpec, CompareConfig
 from omni_msa.compare.family import EvalResult, FitInfo, SharedData, finished_record, process_device, with_data
+from omni_msa.data.feature_files import read_feature_file
 from omni_msa.data.missing import MissingnessProtocol
-from omni_msa.data.mmsa import read_mmsa_pickle
 from omni_msa.data.record import DataError, Sample
 from omni_msa.files import write_json
 from omni_msa.resources import peak_memory_mb, peak_memory_scope
@@ -61,9 +62,10 @@ class ClassicContender:
         when the data changed)."""
         if self._features is None or self._features[0] != data.fingerprint.digest:
             if data.features is None:
-                raise DataError(f"{self.name} needs MMSA features of the comparison's samples", field="data.features")
-            loaded = read_mmsa_pickle(data.features, dataset=data.dataset, layout=data.features_layout,
-                                      skip_invalid=data.skip_invalid)
+                raise DataError(f"{self.name} needs features of the comparison's samples", field="data.features")
+            loaded = read_feature_file(data.features, dataset=data.dataset, feature_set=data.feature_set,
+                                       layout=data.features_layout, manifest=data.features_manifest,
+                                       splits=tuple(data.samples), skip_invalid=data.skip_invalid)
             by_split: dict[str, list[Sample]] = {}
             for split, wanted in data.samples.items():
                 ids = {s.id for s in wanted}

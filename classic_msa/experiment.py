@@ -1,12 +1,14 @@
-"""One classic-model experiment: load data, train per seed, evaluate test under each protocol.
+"""One classic-model experiment: load data, train per seed on `train` (selected on `valid`),
+evaluate the evaluation split (`data.evaluate_on`, default `test`) under each protocol.
 
 Output (`output_dir`):
     results.jsonl            one row per (seed, evaluation protocol), all seeds
     seed<k>/                 the trainer's checkpoint (config.json, model.safetensors, ...),
-                             metrics.json (valid metrics of the selected model, test metrics per
-                             protocol, parameters, wall time) and rows.jsonl (this seed's rows)
+                             metrics.json (valid metrics of the selected model, `evaluate_on` and
+                             the metrics per evaluation protocol under `evaluation`, parameters,
+                             wall time) and rows.jsonl (this seed's rows)
 Rows follow the one result-row schema (`omni_msa.report.ResultRow`, the comparison grid's):
-model, family ("classic"), dataset, seed, split ("test"), train_protocol and eval_protocol
+model, family ("classic"), dataset, seed, split (the evaluation split), train_protocol and eval_protocol
 (`MissingnessProtocol.to_dict()`), eval_label, metrics, n_samples, sample_set, latency, n_params,
 peak_memory_mb and wall_time_s of the training (resumed runs included), eval_time_s, device,
 settings, data_fingerprint, checkpoint.
@@ -25,8 +27,8 @@ from typing import Any
 import torch
 
 from omni_msa.compare.family import process_device
+from omni_msa.data.feature_files import feature_manifest, read_feature_file
 from omni_msa.data.fingerprint import DataFingerprint, data_fingerprint
-from omni_msa.data.mmsa import read_mmsa_pickle
 from omni_msa.data.record import MODALITIES, DataError, Sample
 from omni_msa.data.synthetic import make_synthetic
 from omni_msa.files import read_jsonl, write_json, write_jsonl
@@ -46,30 +48,38 @@ ROWS_FILE = "rows.jsonl"
 METRICS_FILE = "metrics.json"
 
 
+def used_splits(data: DataConfig) -> tuple[str, ...]:
+    """train, valid and the evaluation split, in that order."""
+    return tuple(dict.fromkeys(("train", "valid", data.evaluate_on)))
+
+
 def load_samples(data: DataConfig, output_dir: Path) -> dict[str, list[Sample]]:
-    """Samples per split, through the shared dataset layer."""
+    """Samples of train, valid and the evaluation split, through the shared dataset layer."""
     if data.path is not None:
-        loaded = read_mmsa_pickle(data.path, dataset=data.dataset, layout=data.layout,
-                                  skip_invalid=data.skip_invalid)
+        loaded = read_feature_file(data.path, dataset=data.dataset, feature_set=data.feature_set, layout=data.layout,
+                                   manifest=data.manifest, splits=used_splits(data), skip_invalid=data.skip_invalid)
         logger.info("%s: %s", data.path, loaded.summary())
         samples = loaded.samples
     else:
         target = Path(data.synthetic_dir) if data.synthetic_dir else output_dir / "data"
         samples = make_synthetic(data.synthetic_n, target, seed=data.synthetic_seed,
                                  dataset_shape=data.dataset, with_media=False)
-    splits = {split: [s for s in samples if s.split == split] for split in ("train", "valid", "test")}
+    splits = {split: [s for s in samples if s.split == split] for split in used_splits(data)}
     empty = [split for split, group in splits.items() if not group]
     if empty:
         raise DataError(f"no samples in split(s) {empty}", field="split", source=data.path or "the synthetic set")
     return splits
 
 
-def classic_data_fingerprint(data: DataConfig, split: str = "test") -> DataFingerprint:
-    """The fingerprint of the data a classic run reads: its pickle's bytes, or the synthetic spec."""
+def classic_data_fingerprint(data: DataConfig, split: str | None = None) -> DataFingerprint:
+    """The fingerprint of the data a classic run reads, evaluated on `split` (default the
+    evaluation split): its feature file's bytes (and a features.npz's manifest), or the synthetic spec."""
     synthetic = None if data.path is not None else {"n": data.synthetic_n, "seed": data.synthetic_seed,
                                                     "shape": data.dataset}
-    return data_fingerprint(data.dataset, split, features=data.path, synthetic=synthetic,
-                            skip_invalid=data.skip_invalid, features_layout=data.layout)
+    manifest = feature_manifest(data.path, data.manifest) if data.path is not None else None
+    return data_fingerprint(data.dataset, split or data.evaluate_on, features=data.path, synthetic=synthetic,
+                            manifests={"features": manifest} if manifest is not None else None,
+                            skip_invalid=data.skip_invalid, features_layout=data.layout, feature_set=data.feature_set)
 
 
 def trainable_summary(model: FeatureModel) -> dict[str, Any]:
@@ -137,13 +147,14 @@ def _run_seed(config: ClassicRunConfig, seed: int, splits: dict[str, list[Sample
     logger.info("%s seed %d: %d parameters, valid %s, %.1f s", config.model_name, seed, trained["n_params"],
                 fit.valid_metrics, fit.wall_time_s)
     fingerprint = classic_data_fingerprint(config.data)
+    split = config.data.evaluate_on
     rows = []
     for protocol in config.protocols(seed):
         started = time.perf_counter()
-        result = evaluate(model, splits["test"], dataset=dataset, protocol=protocol,
+        result = evaluate(model, splits[split], dataset=dataset, protocol=protocol,
                           batch_size=train_config.eval_batch_size, device=device)
         rows.append(result_row(
-            model=config.model_name, family="classic", dataset=dataset, seed=seed, split="test",
+            model=config.model_name, family="classic", dataset=dataset, seed=seed, split=split,
             train_protocol=train_config.protocol("train"), evaluation=protocol, ids=result.ids, preds=result.preds,
             labels=result.labels, latency_ms=result.latency_ms, eval_batch_size=train_config.eval_batch_size,
             eval_time_s=time.perf_counter() - started, device=str(device),
@@ -152,8 +163,8 @@ def _run_seed(config: ClassicRunConfig, seed: int, splits: dict[str, list[Sample
             training={"best_valid_mae": fit.valid_metrics.get("mae")}, **trained))
     write_json(seed_dir / METRICS_FILE, {
         "model": config.model_name, "dataset": dataset, "seed": seed, "n_params": trained["n_params"],
-        "wall_time_s": fit.wall_time_s, "valid": fit.valid_metrics,
-        "test": [{"eval_protocol": r["eval_protocol"], "eval_label": r["eval_label"], "metrics": r["metrics"]}
+        "wall_time_s": fit.wall_time_s, "valid": fit.valid_metrics, "evaluate_on": split,
+        "evaluation": [{"eval_protocol": r["eval_protocol"], "eval_label": r["eval_label"], "metrics": r["metrics"]}
                  for r in rows],
     })
     write_jsonl(seed_dir / ROWS_FILE, rows)

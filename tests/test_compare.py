@@ -305,6 +305,66 @@ def test_tables_name_the_models_scored_on_other_samples(tmp_path):
     assert "Not scored on the same samples: b (11 samples, 2 errors), c (12 samples, other ids)" in modes
 
 
+# --- a classic model on a features.npz with train and valid only ----------------------------
+
+def write_utterance_features(directory: Path, n: int = 40, n_train: int = 28) -> Path:
+    """features.npz + manifest.csv of `n` utterances (mosi_utterance dims), train and valid only."""
+    from omni_msa.data.npz_features import write_npz_features
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n):
+        label = round(float(rng.uniform(-3, 3)), 1)
+        features = {m: (label * np.linspace(-1, 1, d) + rng.normal(0, 0.5, d)).astype(np.float32)[None, :]
+                    for m, d in (("text", 100), ("audio", 73), ("vision", 100))}
+        samples.append(Sample(id=f"v{i // 4}$_${i % 4}", split="train" if i < n_train else "valid", label=label,
+                              text=f"clip {i}", features=features))
+    write_npz_features(samples, directory / "features.npz", feature_set="mosi_utterance")
+    return directory / "features.npz"
+
+
+def test_a_classic_model_on_a_features_npz_evaluated_on_valid(tmp_path):
+    from classic_msa.contender import classic_contenders
+
+    features = write_utterance_features(tmp_path / "data")
+    manifest = str(features.parent / "manifest.csv")
+    classic = tmp_path / "mdf_tiny.yaml"
+    classic.write_text("output_dir: unused\nmodel: {name: mdf, dim: 16, lstm_hidden: 8, mapper_hidden: 16, "
+                       "extractor_hidden: 16, predictor_hidden: 16, generator_hidden: 16}\n"
+                       "data: {synthetic_n: 10}\ntrain: {lr: 5.0e-3, batch_size: 16, stages: [{epochs: 1}]}\n")
+    raw = {"output_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results"), "dataset": "mosi",
+           "data": {"train": manifest, "valid": manifest, "features": str(features)}, "seeds": [0],
+           "eval_protocols": [{}, {"keep": ["text"]}], "classic": [str(classic)]}
+    with pytest.raises(ValueError, match="evaluate_on: test needs a `data.test` manifest"):
+        compare_config_from_dict(raw)
+    cfg = compare_config_from_dict({**raw, "evaluate_on": "valid"})
+    data = prepare_data(cfg, multimodal=False)
+    assert set(data.samples) == {"train", "valid"} and data.features_manifest == manifest
+    assert run_grid(cfg, classic_contenders(cfg, device="cpu"), data) == {"written": 2, "skipped": 0}
+    rows = read_jsonl(tmp_path / "results" / ROWS_FILE)
+    assert [(r["model"], r["split"], r["eval_label"], r["n_samples"]) for r in rows] == [
+        ("mdf", "valid", "inter=0", 12), ("mdf", "valid", "keep=text", 12)]
+    assert set(rows[0]["settings"]["data"]["files"]) == {"features", "manifest:features", "manifest:train",
+                                                         "manifest:valid"}
+    assert run_grid(cfg, classic_contenders(cfg, device="cpu"), prepare_data(cfg, multimodal=False)) == {
+        "written": 0, "skipped": 2}
+
+
+def test_feature_file_settings_of_a_comparison(tmp_path):
+    data = {"train": "a.csv", "valid": "a.csv"}
+    base = comparison(tmp_path, evaluate_on="valid")
+    assert compare_config_from_dict({**base, "data": {**data, "features": "f.npz", "feature_set": "mosi_utterance",
+                                                      "features_manifest": "m.csv"}}).data.features_manifest == "m.csv"
+    with pytest.raises(ValueError, match="features_manifest describe `features`: set it too"):
+        compare_config_from_dict({**base, "data": {**data, "features_manifest": "m.csv"}})
+    with pytest.raises(ValueError, match="unknown feature set 'mosi'"):
+        compare_config_from_dict({**base, "data": {**data, "features": "f.npz", "feature_set": "mosi"}})
+    with pytest.raises(ValueError, match="a features.npz takes `feature_set`"):
+        compare_config_from_dict({**base, "data": {**data, "features": "f.npz", "features_layout": "aligned"}})
+    with pytest.raises(ValueError, match="goes with a features.npz only"):
+        compare_config_from_dict({**base, "data": {**data, "features": "f.pkl", "features_manifest": "m.csv"}})
+
+
 # --- end to end: tiny Thinker readouts and a classic model on the same samples ------------
 
 def test_demo_grid_end_to_end(tmp_path, monkeypatch):

@@ -15,23 +15,24 @@ import numpy as np
 import pytest
 
 from omni_msa.data.manifest import check_media_readable, read_manifest, to_hf_dataset, write_manifest
-from omni_msa.data.mmsa import (
-    FEATURE_SHAPES,
-    infer_layout,
-    read_mmsa_pickle,
-    stack_features,
-    write_mmsa_pickle,
-)
-from omni_msa.data.record import DataError, Sample
+from omni_msa.data.mmsa import read_mmsa_pickle, stack_features, write_mmsa_pickle
+from omni_msa.data.record import MODALITIES, DataError, Sample
+from omni_msa.feature_sets import feature_set_for, get_feature_set
+
+
+def shapes_of(feature_set: str) -> dict[str, tuple[int | None, int]]:
+    spec = get_feature_set(feature_set)
+    return {m: spec.shape(m) for m in MODALITIES}
 
 # ---------------------------------------------------------------- helpers
 
 
 def make_sample(sample_id: str, split: str, label: float, *, dataset: str = "mosi",
-                layout: str = "unaligned", seed: int = 0, text: str = "a fine movie") -> Sample:
-    """A sample with random non-zero features shorter than the table's lengths, and text_bert."""
+                feature_set: str | None = None, seed: int = 0, text: str = "a fine movie") -> Sample:
+    """A sample with random non-zero features shorter than the lengths of the set (default: the
+    dataset's unaligned MMSA set), and text_bert."""
     rng = np.random.default_rng(seed)
-    shapes = FEATURE_SHAPES[(dataset, layout)]
+    shapes = shapes_of(feature_set or feature_set_for(dataset, "any.pkl", layout="unaligned").name)
     text_len, _ = shapes["text"]
     real = {m: max(1, shapes[m][0] - 3 - seed) for m in ("text", "audio", "vision")}
     features = {m: (rng.normal(size=(real[m] if m != "text" else text_len, shapes[m][1])) + 5.0)
@@ -124,7 +125,7 @@ def test_mmsa_round_trip_mosi_unaligned(tmp_path: Path) -> None:
     assert [s.id for s in result.samples] == [s.id for s in originals]
     assert result.skipped == []
     assert result.nonfinite_replaced == {"text": 0, "audio": 0, "vision": 0}
-    shapes = FEATURE_SHAPES[("mosi", "unaligned")]
+    shapes = shapes_of("mosi_unaligned_50")
     for original, loaded in zip(originals, result.samples):
         assert (loaded.split, loaded.label, loaded.text) == (original.split, original.label, original.text)
         np.testing.assert_array_equal(loaded.text_bert, original.text_bert)
@@ -168,16 +169,46 @@ def test_mmsa_sims_extra_labels(tmp_path: Path) -> None:
     assert loaded[0].text == "很好"
 
 
-def test_layout_from_file_name_and_override(tmp_path: Path) -> None:
-    assert infer_layout("x/aligned_50.pkl") == "aligned"
-    assert infer_layout("x/unaligned_50.pkl") == "unaligned"
-    assert infer_layout("x/unaligned_39.pkl") == "unaligned"
-    assert infer_layout("x/mosi.pkl", "aligned") == "aligned"
-    with pytest.raises(ValueError, match="layout="):
-        infer_layout("x/mosi.pkl")
+def test_feature_set_from_name_layout_or_file_name(tmp_path: Path) -> None:
     path = tmp_path / "features.pkl"
+    with pytest.raises(ValueError, match=r"cannot tell the feature set .*features\.pkl.*mosi_unaligned_50"):
+        write_mmsa_pickle(mosi_samples(), path, dataset="mosi")
     write_mmsa_pickle(mosi_samples(), path, dataset="mosi", layout="unaligned")
     assert len(read_mmsa_pickle(path, dataset="mosi", layout="unaligned").samples) == 4
+    assert len(read_mmsa_pickle(path, dataset="mosi", feature_set="mosi_unaligned_50").samples) == 4
+    with pytest.raises(DataError, match=r"'audio'.*\(2, 375, 5\).*N x 50 x 5 of feature set mosi_aligned_50"):
+        read_mmsa_pickle(path, dataset="mosi", layout="aligned")
+    with pytest.raises(ValueError, match=r"unknown feature set 'mosi_50'; known: \[.*'mosi_unaligned_50'"):
+        read_mmsa_pickle(path, dataset="mosi", feature_set="mosi_50")
+    with pytest.raises(ValueError, match="not both"):
+        read_mmsa_pickle(path, dataset="mosi", feature_set="mosi_unaligned_50", layout="unaligned")
+
+
+def test_aligned_layout_round_trip_from_the_file_name(tmp_path: Path) -> None:
+    samples = [make_sample(f"v$_${i}", split, 0.5 * i, feature_set="mosi_aligned_50", seed=i)
+               for i, split in enumerate(["train", "valid", "test"])]
+    path = write_pickle(tmp_path, samples, name="aligned_50.pkl")
+    loaded = read_mmsa_pickle(path, dataset="mosi").samples
+    assert {m: a.shape for m, a in loaded[0].features.items()} == {"text": (50, 768), "audio": (50, 5),
+                                                                   "vision": (50, 20)}
+    assert [s.lengths["audio"] for s in loaded] == [47, 46, 45]
+
+
+def test_a_set_without_fixed_lengths_takes_any_length(tmp_path: Path) -> None:
+    """A sequence-level set with no fixed lengths (MMSA-FET's) reads a pickle of any L."""
+    rng = np.random.default_rng(0)
+    samples = [Sample(id=f"v$_${i}", split=split, label=0.1 * i, text="fine",
+                      features={m: rng.normal(size=(7 - i, d)).astype(np.float32) + 3.0
+                                for m, d in (("text", 768), ("audio", 25), ("vision", 171))})
+               for i, split in enumerate(["train", "valid", "test"])]
+    path = tmp_path / "fet.pkl"
+    write_mmsa_pickle(samples, path, dataset="mosi", feature_set="mmsa_fet_egemaps_openface_bert")
+    loaded = read_mmsa_pickle(path, dataset="mosi", feature_set="mmsa_fet_egemaps_openface_bert").samples
+    assert [s.features["audio"].shape for s in loaded] == [(7, 25)] * 3
+    assert [s.lengths["vision"] for s in loaded] == [7, 6, 5]
+    edit_pickle(path, lambda data: data["valid"].__setitem__("vision", np.zeros((1, 7, 170), np.float32)))
+    with pytest.raises(DataError, match=r"'vision'.*'valid'.*expected \(1, None, 171\) = N x L x 171"):
+        read_mmsa_pickle(path, dataset="mosi", feature_set="mmsa_fet_egemaps_openface_bert")
 
 
 def test_stack_features_pads_and_reports_lengths() -> None:
@@ -449,7 +480,9 @@ def test_manifest_skip_invalid_keeps_good_rows(tmp_path: Path) -> None:
 
 
 def test_readers_import_light() -> None:
-    code = ("import sys, omni_msa.data.mmsa, omni_msa.data.manifest; "
+    code = ("import sys, omni_msa.data.mmsa, omni_msa.data.manifest, omni_msa.data.npz_features, "
+            "omni_msa.data.mmsa_fet, omni_msa.data.feature_files, omni_msa.feature_sets; "
+            "omni_msa.feature_sets.feature_set_names(); "
             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'av') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])

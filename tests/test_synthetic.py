@@ -13,9 +13,10 @@ from sklearn.linear_model import Ridge
 
 from omni_msa.data.manifest import read_manifest
 from omni_msa.data.media import read_audio, read_video_audio, read_video_frames
-from omni_msa.data.mmsa import FEATURE_SHAPES, read_mmsa_pickle
+from omni_msa.data.mmsa import read_mmsa_pickle
 from omni_msa.data.record import MODALITIES, SPLITS, Sample
 from omni_msa.data.synthetic import CHUNK, SAMPLE_RATE, audio_features, make_synthetic, vision_features
+from omni_msa.feature_sets import get_feature_set
 
 ID_PATTERN = re.compile(r"^synth\d{3}\$_\$\d+$")
 
@@ -51,7 +52,7 @@ def test_ids_and_splits_by_video(generated: tuple[Path, list[Sample]]) -> None:
 
 def test_round_trip_through_pickle_and_manifest(generated: tuple[Path, list[Sample]]) -> None:
     out, samples = generated
-    shapes = FEATURE_SHAPES[("mosi", "unaligned")]
+    shapes = {m: get_feature_set("synthetic_mosi").shape(m) for m in MODALITIES}
     loaded = read_mmsa_pickle(out / "unaligned.pkl", dataset="mosi", layout="unaligned").samples
     by_id = {s.id: s for s in loaded}
     assert sorted(by_id) == sorted(s.id for s in samples)
@@ -128,7 +129,8 @@ def test_other_dataset_shape(tmp_path: Path) -> None:
     assert len(loaded) == 20
     for s in loaded:
         assert -1.0 <= s.label <= 1.0 and set(s.extra_labels) == {"T", "A", "V"}
-        assert {m: s.features[m].shape for m in MODALITIES} == FEATURE_SHAPES[("sims", "unaligned")]
+        assert {m: s.features[m].shape for m in MODALITIES} == {m: get_feature_set("sims_unaligned_39").shape(m)
+                                                                for m in MODALITIES}
 
 
 def _pooled(samples: list[Sample], modality: str) -> np.ndarray:

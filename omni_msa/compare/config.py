@@ -4,6 +4,7 @@
     results_dir: results/demo               # runs.jsonl, summary.md and plots (small, committed)
     dataset: mosi
     data: {synthetic_n: 200}                # or {train: a.csv, valid: b.csv[, test: c.csv][, features: x.pkl]}
+                                            # features: an MMSA pickle or a features.npz (+ features_manifest)
     evaluate_on: test                       # the split every row is computed on
     seeds: [0, 1]
     train_protocols: [{}]                   # MissingnessProtocol dicts; each trained model under each
@@ -29,8 +30,10 @@ from typing import Any, Literal
 
 from omni_msa.config import check_sections
 from omni_msa.config_layer import SHORTHAND, ConfigError, build, check_literals, load
+from omni_msa.data.feature_files import feature_manifest
 from omni_msa.data.missing import MissingnessProtocol, expand_protocols
 from omni_msa.data.record import label_range
+from omni_msa.feature_sets import get_feature_set
 from omni_msa.readouts import get_readout
 
 # Sections the harness sets itself for every run.
@@ -70,9 +73,14 @@ class CompareData:
     valid: str | None = None
     test: str | None = None
     features: str | None = None
-    """An MMSA pickle with the same ids, for classic models."""
+    """A feature file with the same ids, for classic models: an MMSA pickle or a features.npz."""
+    features_manifest: str | None = None
+    """The manifest of a features.npz (its row order); default `manifest.csv` beside it."""
+    feature_set: str | None = None
+    """The named feature set the features are checked against (`omni_msa.feature_sets`); default: the
+    one a features.npz names, else the dataset's default set for the file name or `features_layout`."""
     features_layout: str | None = None
-    """aligned / unaligned when the file name does not say."""
+    """aligned / unaligned when an MMSA pickle's file name does not say."""
     skip_invalid: bool = False
 
     def __post_init__(self) -> None:
@@ -80,6 +88,15 @@ class CompareData:
             raise ValueError("data needs `synthetic_n` or `train` and `valid` manifests (not both)")
         if self.train is not None and self.valid is None:
             raise ValueError("data needs a `valid` manifest with `train`")
+        if self.features is None:
+            given = [k for k in ("features_manifest", "feature_set", "features_layout") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} describe `features`: set it too")
+            return
+        if self.feature_set is not None:
+            get_feature_set(self.feature_set)
+        if feature_manifest(self.features, self.features_manifest) is not None and self.features_layout is not None:
+            raise ValueError("`features_layout` picks an MMSA pickle's feature set; a features.npz takes `feature_set`")
 
 
 @dataclass(frozen=True)
@@ -143,7 +160,7 @@ class CompareConfig:
         if not self.readouts and not self.classic:
             raise ValueError("nothing to compare: give omni.readouts and/or classic models")
         if self.classic and self.data.synthetic_n is None and self.data.features is None:
-            raise ValueError("classic models need MMSA features of the same samples: set data.features")
+            raise ValueError("classic models need features of the same samples: set data.features")
         self._check_omni()
         for i, spec in enumerate(self.train_protocols):
             build(MissingnessProtocol, spec, at=f"train_protocols[{i}]")

@@ -28,13 +28,16 @@ logger = logging.getLogger(__name__)
 @dataclass
 class SharedData:
     """The samples every contender sees: manifests for raw-media models and, where there are
-    features of the same ids, an MMSA pickle for feature models."""
+    features of the same ids, a feature file for feature models (an MMSA pickle, or a
+    features.npz with its manifest)."""
 
     dataset: str
     evaluate_on: str
     manifest: dict[str, str]                 # split -> manifest path
     samples: dict[str, list[Sample]]         # split -> raw-media samples (train, valid, eval split)
-    features: str | None = None              # MMSA pickle path
+    features: str | None = None              # feature file path
+    features_manifest: str | None = None     # the manifest of a features.npz (resolved)
+    feature_set: str | None = None
     features_layout: str | None = None
     skip_invalid: bool = False
     media_cache_dir: str | None = None
@@ -52,19 +55,26 @@ class SharedData:
         row was computed on."""
         if self._fingerprint is None:
             self._fingerprint = data_fingerprint(
-                self.dataset, self.evaluate_on, manifests=self.manifest, features=self.features,
-                synthetic=self.synthetic, skip_invalid=self.skip_invalid, features_layout=self.features_layout)
+                self.dataset, self.evaluate_on, manifests={**self.manifest, **self._features_manifest(True)},
+                features=self.features, synthetic=self.synthetic, skip_invalid=self.skip_invalid,
+                features_layout=self.features_layout, feature_set=self.feature_set)
         return self._fingerprint
+
+    def _features_manifest(self, features: bool) -> dict[str, str]:
+        """{"features": the features.npz's manifest} where a feature model reads one."""
+        return {"features": self.features_manifest} if features and self.features_manifest else {}
 
     def training_fingerprint(self, *, features: bool) -> DataFingerprint:
         """The fingerprint of what a model is trained and selected on: the train and valid manifests,
         and the feature file for a feature model. An edit elsewhere (the evaluation split's
         manifest, features a raw-media model never reads) rescores without retraining."""
-        manifests = {split: self.manifest.get(split) for split in ("train", "valid")}
+        manifests = {**{split: self.manifest.get(split) for split in ("train", "valid")},
+                     **self._features_manifest(features)}
         return data_fingerprint(self.dataset, "valid", manifests=manifests,
                                 features=self.features if features else None, synthetic=self.synthetic,
                                 skip_invalid=self.skip_invalid,
-                                features_layout=self.features_layout if features else None)
+                                features_layout=self.features_layout if features else None,
+                                feature_set=self.feature_set if features else None)
 
 
 def with_data(settings: dict[str, Any], data: SharedData | None, *, features: bool) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from omni_msa.compare.config import CompareConfig
 from omni_msa.compare.family import Contender, EvalResult, FitInfo, SharedData
+from omni_msa.data.feature_files import feature_manifest
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.synthetic import make_synthetic
 from omni_msa.files import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
@@ -73,19 +74,22 @@ def prepare_data(cfg: CompareConfig, *, multimodal: bool) -> SharedData:
         paths = {"train": manifest, "valid": manifest, "test": manifest}
         features: str | None = str(directory / "unaligned.pkl")
         layout: str | None = "unaligned"
+        features_manifest = None
     else:
         synthetic = None
         paths = {"train": cfg.data.train, "valid": cfg.data.valid}
         if cfg.data.test:
             paths["test"] = cfg.data.test
         features, layout = cfg.data.features, cfg.data.features_layout
+        features_manifest = feature_manifest(features, cfg.data.features_manifest) if features else None
     samples, errors = {}, []
     for split in dict.fromkeys(("train", "valid", cfg.evaluate_on)):
         samples[split], skipped = read_split(paths[split], split, cfg.dataset, cfg.data.skip_invalid)
         errors += [{"id": e.sample_id, "field": e.field, "reason": e.reason, "source": e.source} for e in skipped]
     unique_errors = list({json.dumps(e, sort_keys=True): e for e in errors}.values())
     return SharedData(dataset=cfg.dataset, evaluate_on=cfg.evaluate_on, manifest=paths, samples=samples,
-                      features=features, features_layout=layout, skip_invalid=cfg.data.skip_invalid,
+                      features=features, features_manifest=str(features_manifest) if features_manifest else None,
+                      feature_set=cfg.data.feature_set, features_layout=layout, skip_invalid=cfg.data.skip_invalid,
                       media_cache_dir=str(out / "media_cache"), reader_errors=unique_errors, synthetic=synthetic)
 
 

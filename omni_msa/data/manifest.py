@@ -33,14 +33,15 @@ _WAV_SUFFIXES = frozenset({".wav", ".wave"})
 
 
 def read_manifest(path: str | Path, *, dataset: str, check_media: bool = True, decode_media: bool = False,
-                  skip_invalid: bool = False) -> LoadResult:
+                  skip_invalid: bool = False, require_text: bool = True) -> LoadResult:
     """Read a manifest (`.csv`, or JSON lines in `.jsonl`/`.json`) into `Sample`s.
 
     Media paths are resolved against the manifest's folder and stored absolute; an empty cell
     means no media. A missing required column or duplicate ids always raise `DataError`. A row
     with an empty id or text, a bad label or split, a missing media file (`check_media`) or,
     with `decode_media`, media that does not decode (`check_media_readable`, slow) is raised, or
-    with `skip_invalid` recorded in `LoadResult.skipped` and left out.
+    with `skip_invalid` recorded in `LoadResult.skipped` and left out. Without `require_text` an
+    empty text is kept as "" (the manifest of a feature file, whose samples carry features).
     """
     path = Path(path)
     label_range(dataset)
@@ -49,7 +50,7 @@ def read_manifest(path: str | Path, *, dataset: str, check_media: bool = True, d
     samples = []
     for line, row in _read_rows(path):
         try:
-            sample = _row_to_sample(row, dataset=dataset, base=base, check_media=check_media,
+            sample = _row_to_sample(row, dataset=dataset, base=base, check_media=check_media, require_text=require_text,
                                     source=f"{path}:{line}")
             if decode_media:
                 check_media_readable(sample)
@@ -105,14 +106,14 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def _row_to_sample(row: dict[str, Any], *, dataset: str, base: Path, check_media: bool,
+def _row_to_sample(row: dict[str, Any], *, dataset: str, base: Path, check_media: bool, require_text: bool,
                    source: str) -> Sample:
     sample_id = _optional_str(row["id"])
     if sample_id is None:
         raise DataError("empty id", field="id", source=source)
     split = check_split(row["split"], sample_id=sample_id, source=source)
     label = check_label(row["label"], dataset=dataset, sample_id=sample_id, source=source)
-    text = check_text(row["text"], sample_id=sample_id, source=source)
+    text = check_text(row["text"], sample_id=sample_id, source=source) if require_text else str(row["text"] or "")
     media: dict[str, Path | None] = {}
     for column in MEDIA_COLUMNS:
         value = row.get(column)

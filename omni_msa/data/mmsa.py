@@ -1,16 +1,16 @@
 """MMSA feature pickles (`aligned_50.pkl`, `unaligned_50.pkl`, `unaligned_39.pkl`): read, check, write.
 
 A pickle holds `train`/`valid`/`test`; each split holds stacked arrays, one row per `id`
-(see `read_mmsa_pickle`). Loading checks every array against `FEATURE_SHAPES`, because public
-configs disagree on the order of the (sequence length, feature dimension) pair and a silently
-transposed array would train on garbage.
+(see `read_mmsa_pickle`). Loading checks every array against a named feature set
+(`omni_msa.feature_sets`: `mosi_unaligned_50`, `mosi_aligned_50`, ...), because public configs
+disagree on the order of the (sequence length, feature dimension) pair and a silently transposed
+array would train on garbage.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,21 +30,11 @@ from omni_msa.data.record import (
     check_unique_ids,
     label_range,
 )
+from omni_msa.feature_sets import FeatureSetSpec, feature_set_for
 from omni_msa.files import atomic_write
 from omni_msa.safe_pickle import UnsafePickleError, safe_load
 
 logger = logging.getLogger(__name__)
-
-LAYOUTS: tuple[str, ...] = ("aligned", "unaligned")
-
-FEATURE_SHAPES: dict[tuple[str, str], dict[str, tuple[int, int]]] = {
-    ("mosi", "unaligned"): {"text": (50, 768), "audio": (375, 5), "vision": (500, 20)},
-    ("mosi", "aligned"): {"text": (50, 768), "audio": (50, 5), "vision": (50, 20)},
-    ("mosei", "unaligned"): {"text": (50, 768), "audio": (500, 74), "vision": (500, 35)},
-    ("mosei", "aligned"): {"text": (50, 768), "audio": (50, 74), "vision": (50, 35)},
-    ("sims", "unaligned"): {"text": (39, 768), "audio": (400, 33), "vision": (55, 709)},
-}
-"""(seq_len, feature_dim) of each modality, per (dataset, layout)."""
 
 REQUIRED_KEYS: tuple[str, ...] = ("id", "raw_text", "text", "audio", "vision", "regression_labels")
 EXTRA_LABEL_KEYS: dict[str, str] = {
@@ -53,37 +43,14 @@ EXTRA_LABEL_KEYS: dict[str, str] = {
     "V": "regression_labels_V",
 }
 
-_LAYOUT_FILE_NAME = re.compile(r"^(un)?aligned_\d+\.pkl$")
 
-
-def infer_layout(path: str | Path, layout: str | None = None) -> str:
-    """The feature layout: `layout` when given, else read from the MMSA file name
-    (`aligned_50.pkl` -> aligned; `unaligned_50.pkl`, `unaligned_39.pkl` -> unaligned)."""
-    if layout is not None:
-        if layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
-        return layout
-    match = _LAYOUT_FILE_NAME.match(Path(path).name)
-    if match is None:
-        raise ValueError(f"cannot infer the feature layout from the file name {Path(path).name!r} "
-                         "(expected aligned_50.pkl, unaligned_50.pkl or unaligned_39.pkl); "
-                         "pass layout='aligned' or layout='unaligned'")
-    return "unaligned" if match.group(1) else "aligned"
-
-
-def feature_shapes(dataset: str, layout: str) -> dict[str, tuple[int, int]]:
-    """The expected (seq_len, feature_dim) per modality for a dataset and layout."""
-    label_range(dataset)
-    try:
-        return FEATURE_SHAPES[(dataset, layout)]
-    except KeyError:
-        raise ValueError(f"no feature layout {layout!r} for {dataset}; known: "
-                         f"{sorted(FEATURE_SHAPES)}") from None
-
-
-def read_mmsa_pickle(path: str | Path, *, dataset: str, layout: str | None = None,
+def read_mmsa_pickle(path: str | Path, *, dataset: str, feature_set: str | None = None, layout: str | None = None,
                      splits: Sequence[str] = SPLITS, skip_invalid: bool = False) -> LoadResult:
-    """Read the requested splits of an MMSA feature pickle into `Sample`s.
+    """Read the requested splits of an MMSA feature pickle into `Sample`s, checked against a feature set.
+
+    The set (`omni_msa.feature_sets`) is `feature_set` by name, else the dataset's default set of
+    `layout` (aligned/unaligned), else the one published under the file's name (`unaligned_50.pkl`
+    of MOSI -> `mosi_unaligned_50`); `feature_set_for` says which.
 
     Per split the file holds `id` (MMSA `video_id$_$clip_id`), `raw_text`, `text` (N x L x 768),
     `audio` (N x La x Da), `vision` (N x Lv x Dv), `regression_labels` (N), and optionally
@@ -103,7 +70,8 @@ def read_mmsa_pickle(path: str | Path, *, dataset: str, layout: str | None = Non
     is refused (`DataError` naming the file and the global) before anything of it runs.
     """
     path = Path(path)
-    shapes = feature_shapes(dataset, infer_layout(path, layout))
+    label_range(dataset)
+    spec = feature_set_for(dataset, path, feature_set=feature_set, layout=layout)
     unknown = [split for split in splits if split not in SPLITS]
     if unknown:
         raise ValueError(f"unknown splits {unknown}; expected a subset of {SPLITS}")
@@ -117,7 +85,7 @@ def read_mmsa_pickle(path: str | Path, *, dataset: str, layout: str | None = Non
         part = data[split]
         if not isinstance(part, dict):
             raise DataError(f"split {split!r} is a {type(part).__name__}, not a dict", source=path)
-        samples.extend(_read_split(part, split, dataset=dataset, shapes=shapes, source=path,
+        samples.extend(_read_split(part, split, dataset=dataset, spec=spec, source=path,
                                    collect=collect, replaced=replaced))
     check_unique_ids(samples, source=path)
     if any(replaced.values()):
@@ -140,7 +108,7 @@ def _load_pickle(path: Path) -> dict[Any, Any]:
     return data
 
 
-def _read_split(part: dict[str, Any], split: str, *, dataset: str, shapes: dict[str, tuple[int, int]],
+def _read_split(part: dict[str, Any], split: str, *, dataset: str, spec: FeatureSetSpec,
                 source: Path, collect: ErrorCollector, replaced: dict[str, int]) -> list[Sample]:
     missing = [key for key in REQUIRED_KEYS if key not in part]
     if missing:
@@ -153,9 +121,10 @@ def _read_split(part: dict[str, Any], split: str, *, dataset: str, shapes: dict[
     labels = _column(part, "regression_labels", n, where, source)
     extra = {name: _column(part, key, n, where, source)
              for name, key in EXTRA_LABEL_KEYS.items() if key in part}
-    features = {modality: _finite_features(part, modality, (n, *shapes[modality]), where, source, replaced)
+    features = {modality: _finite_features(part, modality, (n, *spec.shape(modality)), spec.name, where, source,
+                                           replaced)
                 for modality in MODALITIES}
-    text_bert = _read_text_bert(part, (n, 3, shapes["text"][0]), where, source)
+    text_bert = _read_text_bert(part, (n, 3, features["text"].shape[1]), where, source)
     lengths = _sequence_lengths(part, features, text_bert, where, source)
 
     samples = []
@@ -182,10 +151,10 @@ def _read_split(part: dict[str, Any], split: str, *, dataset: str, shapes: dict[
     return samples
 
 
-def _finite_features(part: dict[str, Any], modality: str, expected: tuple[int, ...], where: str, source: Path,
-                     replaced: dict[str, int]) -> np.ndarray:
+def _finite_features(part: dict[str, Any], modality: str, expected: tuple[int | None, ...], feature_set: str,
+                     where: str, source: Path, replaced: dict[str, int]) -> np.ndarray:
     """The checked float32 feature array with NaN/+-inf set to 0, counted in `replaced`."""
-    array = _checked_array(part, modality, expected, where, source).astype(np.float32, copy=False)
+    array = _checked_array(part, modality, expected, where, source, feature_set).astype(np.float32, copy=False)
     bad = ~np.isfinite(array)
     count = int(np.count_nonzero(bad))
     if count:
@@ -231,15 +200,19 @@ def _column(part: dict[str, Any], key: str, n: int | None, where: str, source: P
     return values
 
 
-def _checked_array(part: dict[str, Any], key: str, expected: tuple[int, ...], where: str,
-                   source: Path) -> np.ndarray:
+def _checked_array(part: dict[str, Any], key: str, expected: tuple[int | None, ...], where: str,
+                   source: Path, feature_set: str | None = None) -> np.ndarray:
+    """The array under `key`, of shape `expected` (None: any size along that axis)."""
     array = _as_array(part, key, where, source)
     if array.ndim >= 1 and array.shape[0] != expected[0]:
         raise DataError(f"{array.shape[0]} rows but {where} has {expected[0]} ids", field=key, source=source)
-    if array.shape != expected or array.dtype == object:
+    fits = array.ndim == len(expected) and all(e is None or e == a for a, e in zip(array.shape, expected))
+    if not fits or array.dtype == object:
+        shown = " x ".join("L" if e is None else str(e) for e in expected[1:])
+        against = f" of feature set {feature_set}" if feature_set else ""
         raise DataError(f"shape {array.shape} (dtype {array.dtype}) in {where}, expected {expected} "
-                        f"= N x {' x '.join(map(str, expected[1:]))} (public configs disagree on the "
-                        "order of sequence length and feature dimension)", field=key, source=source)
+                        f"= N x {shown}{against} (public configs disagree on the order of sequence length "
+                        "and feature dimension)", field=key, source=source)
     return array
 
 
@@ -326,17 +299,19 @@ def stack_features(samples: Iterable[Sample], modality: str, *, seq_len: int | N
     return stacked, lengths
 
 
-def write_mmsa_pickle(samples: list[Sample], path: str | Path, *, dataset: str,
-                      layout: str = "unaligned") -> None:
+def write_mmsa_pickle(samples: list[Sample], path: str | Path, *, dataset: str, feature_set: str | None = None,
+                      layout: str | None = None) -> None:
     """Write samples as an MMSA feature pickle, the inverse of `read_mmsa_pickle`.
 
-    Every split is written (empty ones as N = 0 arrays). Features are zero-padded to the
-    `FEATURE_SHAPES` lengths; `text_bert` and the SIMS `regression_labels_T/A/V` are written
-    only when every sample has them. The text length is not stored: readers take it from the
-    `text_bert` attention mask.
+    The feature set is chosen as the reader chooses it (`feature_set_for`). Every split is written
+    (empty ones as N = 0 arrays). Features are zero-padded to the set's sequence lengths (the
+    longest sequence where the set has none); `text_bert` and the SIMS `regression_labels_T/A/V`
+    are written only when every sample has them. The text length is not stored: readers take it
+    from the `text_bert` attention mask.
     """
     path = Path(path)
-    shapes = feature_shapes(dataset, infer_layout(path, layout))
+    spec = feature_set_for(dataset, path, feature_set=feature_set, layout=layout)
+    shapes = {modality: _padded_shape(spec, samples, modality) for modality in MODALITIES}
     for sample in samples:
         check_split(sample.split, sample_id=sample.id)
     check_unique_ids(samples)
@@ -364,6 +339,15 @@ def write_mmsa_pickle(samples: list[Sample], path: str | Path, *, dataset: str,
                 part[key] = np.array([sample.extra_labels[name] for sample in group], dtype=np.float64)
         data[split] = part
     atomic_write(path, lambda tmp: tmp.write_bytes(pickle.dumps(data, protocol=4)))
+
+
+def _padded_shape(spec: FeatureSetSpec, samples: list[Sample], modality: str) -> tuple[int, int]:
+    """(L, D) the samples' `modality` is written with: the set's length, else the longest sequence."""
+    length, dim = spec.shape(modality)
+    if length is None:
+        length = max((np.asarray(s.features[modality]).shape[0] for s in samples if modality in s.features),
+                     default=0)
+    return length, dim
 
 
 def _stack_text_bert(samples: list[Sample], seq_len: int) -> np.ndarray:

@@ -23,9 +23,10 @@ import numpy as np
 
 from omni_msa.data.manifest import write_manifest
 from omni_msa.data.media import write_mp4, write_wav
-from omni_msa.data.mmsa import feature_shapes, write_mmsa_pickle
-from omni_msa.data.record import SPLITS, Sample, label_range
+from omni_msa.data.mmsa import write_mmsa_pickle
+from omni_msa.data.record import MODALITIES, SPLITS, Sample, label_range
 from omni_msa.datasets import get_dataset
+from omni_msa.feature_sets import get_feature_set
 
 SAMPLE_RATE = 16000
 FPS = 10
@@ -81,13 +82,15 @@ def make_synthetic(n: int, out_dir: str | Path, *, seed: int = 0, dataset_shape:
                    with_media: bool = True,
                    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> list[Sample]:
     """Generate `n` samples in `out_dir`: per sample a wav and an mp4 (with that audio muxed in)
-    under `media/<video>/<clip>`, unless `with_media` is false; always `unaligned.pkl` (MMSA
-    layout of `dataset_shape`) and `manifest.csv`. Splits are assigned by video."""
+    under `media/<video>/<clip>`, unless `with_media` is false; always `unaligned.pkl` (feature
+    set `synthetic_<dataset_shape>`, in that dataset's unaligned MMSA layout) and `manifest.csv`.
+    Splits are assigned by video."""
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
-    shapes = feature_shapes(dataset_shape, "unaligned")
+    spec = get_feature_set(f"synthetic_{dataset_shape}")
+    shapes = {modality: spec.shape(modality) for modality in MODALITIES}
     high = label_range(dataset_shape)[1]
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +113,7 @@ def make_synthetic(n: int, out_dir: str | Path, *, seed: int = 0, dataset_shape:
                 write_mp4(stem.with_suffix(".mp4"), frames, FPS, wave, SAMPLE_RATE)
                 sample.audio, sample.video = stem.with_suffix(".wav"), stem.with_suffix(".mp4")
             samples.append(sample)
-    write_mmsa_pickle(samples, out_dir / "unaligned.pkl", dataset=dataset_shape, layout="unaligned")
+    write_mmsa_pickle(samples, out_dir / "unaligned.pkl", dataset=dataset_shape, feature_set=spec.name)
     write_manifest(samples, out_dir / "manifest.csv")
     return samples
 

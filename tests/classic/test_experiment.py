@@ -81,7 +81,8 @@ def test_script_trains_evaluates_writes_rows_and_resumes(synthetic, synthetic_di
 
     seed_dir = tmp_path / "run" / "seed7"
     metrics = json.loads((seed_dir / "metrics.json").read_text())
-    assert metrics["valid"]["mae"] > 0 and len(metrics["test"]) == 9
+    assert metrics["valid"]["mae"] > 0 and metrics["evaluate_on"] == "test" and len(metrics["evaluation"]) == 9
+    assert {row["split"] for row in rows} == {"test"}
     model = load_checkpoint(seed_dir)
     again = evaluate(model, synthetic["test"], dataset="mosi").metrics
     assert again["mae"] == pytest.approx(rows[0]["metrics"]["mae"], rel=1e-6)
@@ -105,3 +106,59 @@ def test_input_dims_come_from_the_data(synthetic):
     with pytest.raises(ValueError, match="audio_dim=7"):
         input_dims("mdf", {"audio_dim": 7}, synthetic["train"])
     assert np.isfinite(dims["dim"])
+
+
+def test_trained_on_a_features_npz_without_test_and_evaluated_on_valid(tmp_path):
+    """Utterance-level features (one step per modality) with train and valid only."""
+    from omni_msa.data.npz_features import write_npz_features
+    from omni_msa.data.record import Sample
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(60):
+        label = round(float(rng.uniform(-3, 3)), 1)
+        features = {m: (label * np.linspace(-1, 1, d) + rng.normal(0, 0.5, d)).astype(np.float32)[None, :]
+                    for m, d in (("text", 100), ("audio", 73), ("vision", 100))}
+        samples.append(Sample(id=f"v{i // 4}$_${i % 4}", split="train" if i < 44 else "valid", label=label,
+                              text=f"clip {i}", features=features))
+    write_npz_features(samples, tmp_path / "data" / "features.npz", feature_set="mosi_utterance")
+    raw = {"output_dir": str(tmp_path / "run"), "model": {"name": "mdf", **TINY_MDF}, "seeds": [1],
+           "data": {"dataset": "mosi", "path": str(tmp_path / "data" / "features.npz"), "evaluate_on": "valid"},
+           "train": {"lr": 5e-3, "batch_size": 16, "stages": [{"epochs": 2}]},
+           "eval_protocols": [{}, {"keep": ["text"]}]}
+    with pytest.raises(ValueError, match=r"no samples in split\(s\) \['test'\]"):
+        run_experiment(run_config_from_dict({**raw, "data": {**raw["data"], "evaluate_on": "test"}}))
+    rows = run_experiment(run_config_from_dict(raw))
+    assert [(r["split"], r["eval_label"], r["n_samples"]) for r in rows] == [("valid", "inter=0", 16),
+                                                                           ("valid", "keep=text", 16)]
+    assert rows[0]["metrics"]["mae"] != rows[1]["metrics"]["mae"], "dropping audio and vision changes predictions"
+    files = rows[0]["settings"]["data"]["files"]
+    assert set(files) == {"features", "manifest:features"} and rows[0]["settings"]["data"]["split"] == "valid"
+    model = load_checkpoint(tmp_path / "run" / "seed1")
+    assert (model.config.text_dim, model.config.audio_dim, model.config.vision_dim) == (100, 73, 100)
+    valid = [s for s in samples if s.split == "valid"]
+    assert evaluate(model, valid, dataset="mosi").metrics["mae"] == pytest.approx(rows[0]["metrics"]["mae"], rel=1e-6)
+    metrics = json.loads((tmp_path / "run" / "seed1" / "metrics.json").read_text())
+    assert metrics["evaluate_on"] == "valid" and [e["eval_label"] for e in metrics["evaluation"]] == ["inter=0",
+                                                                                                    "keep=text"]
+
+
+def test_data_config_for_feature_files():
+    base = {"output_dir": "x", "model": {"name": "mdf"}}
+    config = run_config_from_dict({**base, "data": {"path": "d/features.npz", "evaluate_on": "valid"}})
+    assert config.data.evaluate_on == "valid" and config.data.manifest is None
+    assert run_config_from_dict({**base, "data": {"path": "d/x.pkl", "feature_set": "mosi_aligned_50"}})
+    with pytest.raises(ValueError, match=r"data.evaluate_on: .*'dev'"):
+        run_config_from_dict({**base, "data": {"path": "d/features.npz", "evaluate_on": "dev"}})
+    with pytest.raises(ValueError, match="unknown feature set 'utterance'; known"):
+        run_config_from_dict({**base, "data": {"path": "d/features.npz", "feature_set": "utterance"}})
+    with pytest.raises(ValueError, match="cannot tell the feature set of d/x.pkl"):
+        run_config_from_dict({**base, "data": {"path": "d/x.pkl"}})
+    with pytest.raises(ValueError, match="a features.npz takes `feature_set`"):
+        run_config_from_dict({**base, "data": {"path": "d/features.npz", "layout": "aligned"}})
+    with pytest.raises(ValueError, match="goes with a features.npz only"):
+        run_config_from_dict({**base, "data": {"path": "d/unaligned_50.pkl", "manifest": "m.csv"}})
+    with pytest.raises(ValueError, match="manifest, feature_set describe a feature file: they need `path`"):
+        run_config_from_dict({**base, "data": {"synthetic_n": 10, "manifest": "m.csv", "feature_set": "x"}})
+    with pytest.raises(ValueError, match="unsupported feature file suffix '.h5'"):
+        run_config_from_dict({**base, "data": {"path": "d/x.h5"}})
