@@ -21,13 +21,13 @@ values or an impossible length goes to the errors file and the rest are scored. 
 reader replaces non-finite values with 0, as it does for training; the summary counts them in
 `nonfinite_replaced`.)
 
-Features files are read by suffix through `FEATURE_READERS`: another format is one entry there.
+Features files are read through `omni_msa.data.feature_files` (MMSA pickles, features.npz + manifest).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from omni_msa.compare.family import process_device
+from omni_msa.data.feature_files import read_feature_file
 from omni_msa.data.missing import MissingnessProtocol
-from omni_msa.data.mmsa import read_mmsa_pickle
 from omni_msa.data.record import MODALITIES, SPLITS, DataError, LoadResult, Sample, check_unique_ids
 from omni_msa.files import read_json, read_jsonl, write_json
 from omni_msa.parse import ParseStatus
@@ -53,32 +53,18 @@ from classic_msa.trainer import CONFIG_FILE, load_checkpoint
 # What every row records about how it was scored: a resumed run must agree on all of them.
 STAMP_KEYS = ("checkpoint", "features", "protocol")
 
-FeatureReader = Callable[..., LoadResult]
-"""(path, *, dataset, split, layout) -> LoadResult: the valid samples and the skipped ones."""
-
-
-def _read_mmsa(path: Path, *, dataset: str, split: str | None, layout: str | None) -> LoadResult:
-    return read_mmsa_pickle(path, dataset=dataset, layout=layout, splits=SPLITS if split is None else (split,),
-                            skip_invalid=True)
-
-
-FEATURE_READERS: dict[str, FeatureReader] = {".pkl": _read_mmsa}
-
-
 def load_feature_samples(path: str | Path, dataset: str, *, split: str | None = None,
-                         layout: str | None = None) -> LoadResult:
-    """The samples of a features file (of `split` only, when given), read by the reader of its
-    suffix; samples that fail the reader's checks are in `skipped`. `layout` is an MMSA pickle's,
-    when its file name does not say. A file that cannot be read at all is a `DataError`."""
+                         layout: str | None = None, manifest: str | Path | None = None,
+                         feature_set: str | None = None) -> LoadResult:
+    """The samples of a features file (of `split` only, when given), through the one feature-file
+    reader (`omni_msa.data.feature_files`: an MMSA pickle or a features.npz with its manifest);
+    samples that fail its checks are in `skipped`. A file that cannot be read at all is a `DataError`."""
     path = Path(path)
-    reader = FEATURE_READERS.get(path.suffix.lower())
-    if reader is None:
-        raise DataError(f"no reader for {path.suffix or 'a file without a suffix'}; known: "
-                        f"{', '.join(sorted(FEATURE_READERS))}", source=path)
     if split is not None and split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {SPLITS}", field="split", source=path)
     try:
-        loaded = reader(path, dataset=dataset, split=split, layout=layout)
+        loaded = read_feature_file(path, dataset=dataset, feature_set=feature_set, layout=layout, manifest=manifest,
+                                   splits=SPLITS if split is None else (split,), skip_invalid=True)
     except DataError:
         raise
     except ValueError as error:  # the options do not fit the file (e.g. a layout the name does not say)
@@ -249,9 +235,11 @@ def _write_summary(out: Path, scorer: ClassicScorer, stamp: dict[str, Any],
 
 
 def score_features(checkpoint: str | Path, features: str | Path, out: str | Path, *, split: str | None = None,
-                   layout: str | None = None, protocol: MissingnessProtocol = COMPLETE, batch_size: int = 256,
+                   layout: str | None = None, manifest: str | Path | None = None,
+                   protocol: MissingnessProtocol = COMPLETE, batch_size: int = 256,
                    device: str | torch.device | None = None) -> dict[str, Any]:
-    """Score a features file with a trained classic checkpoint, in one call (see the module docstring)."""
+    """Score a features file (a features.npz reads `manifest`, default the `manifest.csv` beside it)
+    with a trained classic checkpoint, in one call (see the module docstring)."""
     scorer = load_classic_scorer(checkpoint, device)
-    loaded = load_feature_samples(features, scorer.dataset, split=split, layout=layout)
+    loaded = load_feature_samples(features, scorer.dataset, split=split, layout=layout, manifest=manifest)
     return score_samples(scorer, loaded, out, protocol=protocol, batch_size=batch_size, source=features)

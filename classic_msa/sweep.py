@@ -79,23 +79,27 @@ def training_seed(checkpoint: Path) -> int:
 
 @dataclass
 class SweepData:
-    """The test samples of a run, and the fingerprint of what they were read from."""
+    """The evaluation samples of a run (its `data.evaluate_on` split), and the fingerprint of what
+    they were read from."""
 
     dataset: str
     samples: list[Sample]
     fingerprint: DataFingerprint
+    split: str = "test"
 
 
 def load_test_samples(checkpoint: str | Path, run_config: ClassicRunConfig | None = None) -> SweepData:
-    """The test samples of the run the checkpoint belongs to."""
+    """The evaluation samples of the run the checkpoint belongs to (its config's `data.evaluate_on`
+    split; the built-in synthetic set's test split without a config)."""
     checkpoint = Path(checkpoint)
     saved = _saved_config(checkpoint)
     if run_config is not None:
         if run_config.data.dataset != saved["dataset"]:
             raise DataError(f"config dataset {run_config.data.dataset!r} but the checkpoint was trained on "
                             f"{saved['dataset']!r}", field="dataset", source=checkpoint)
-        samples = load_samples(run_config.data, Path(run_config.output_dir))["test"]
-        return SweepData(run_config.data.dataset, samples, classic_data_fingerprint(run_config.data))
+        split = run_config.data.evaluate_on
+        samples = load_samples(run_config.data, Path(run_config.output_dir))[split]
+        return SweepData(run_config.data.dataset, samples, classic_data_fingerprint(run_config.data), split)
     for run_dir in (checkpoint, checkpoint.parent):
         pickle = run_dir / SYNTHETIC_PICKLE
         if pickle.is_file():
@@ -119,7 +123,7 @@ def sweep_checkpoint(checkpoint: str | Path, data: SweepData, *, grid: str, eval
     metrics_file = checkpoint / METRICS_FILE
     trained = {"wall_time_s": read_json(metrics_file).get("wall_time_s") if metrics_file.is_file() else None,
                "trainable": trainable_summary(model), "n_params": model.n_params()}
-    common = {"model": saved["model"], "family": "classic", "dataset": data.dataset, "seed": seed, "split": "test",
+    common = {"model": saved["model"], "family": "classic", "dataset": data.dataset, "seed": seed, "split": data.split,
               "train_protocol": TrainConfig.from_dict(saved["train"]).protocol("train"), "eval_batch_size": batch_size,
               "device": str(device), "settings": {"model": saved["model"], "model_config": saved["model_config"],
                                                   "train": saved["train"], "data": data.fingerprint.to_dict()},

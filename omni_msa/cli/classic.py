@@ -114,13 +114,15 @@ def run_sweep(args: argparse.Namespace) -> None:
 def add_score_classic(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "score-classic", parents=[command_options()], help="score a features file with a trained classic checkpoint",
-        description="Score a features file (an MMSA pickle) with a checkpoint of `omni-msa train-classic`, on data "
+        description="Score a features file (an MMSA pickle, or a features.npz with its manifest) with a "
+                    "checkpoint of `omni-msa train-classic`, on data "
                     "it was not trained on. The same files and resume rules as `omni-msa score`: one row per "
                     "sample in --out, the samples that could not be scored (id, field, reason) in "
                     "<out>.errors.jsonl, metrics in <out>.metrics.json; re-running with the same --out resumes. "
                     "The features must be of the set the model was trained on (its input dimensions).")
     parser.add_argument("--checkpoint", required=True, help="a seed directory (RUN/seed0), or a run with one seed")
-    parser.add_argument("--features", required=True, help="a features file, e.g. unaligned_50.pkl")
+    parser.add_argument("--features", required=True, help="a features file, e.g. unaligned_50.pkl or features.npz")
+    parser.add_argument("--manifest", default=None, help="a features.npz's manifest (default: manifest.csv beside it)")
     parser.add_argument("--split", choices=SPLITS, help="score this split only (default: all)")
     parser.add_argument("--layout", choices=["aligned", "unaligned"],
                         help="an MMSA pickle's layout, when its file name does not say")
@@ -143,5 +145,6 @@ def run_score_classic(args: argparse.Namespace) -> None:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     torch.set_num_threads(args.threads)
     summary = score_features(args.checkpoint, args.features, args.out, split=args.split, layout=args.layout,
+                             manifest=args.manifest,
                              protocol=protocol, batch_size=args.batch_size)
     print(dumps(summary, indent=2))

@@ -145,21 +145,19 @@ def test_features_of_another_set_are_refused_naming_the_field(run_dir, new_featu
     other_set = [replace(s, features={**s.features, "audio": np.zeros((4, 73), dtype=np.float32)},
                          lengths={**s.lengths, "audio": 4}) for s in samples]
 
-    def read_other(path, *, dataset, split, layout):
-        return LoadResult(other_set)
-
-    monkeypatch.setitem(scoring.FEATURE_READERS, ".npz", read_other)   # a reader is one entry
+    monkeypatch.setattr(scoring, "read_feature_file", lambda *args, **kwargs: LoadResult(other_set))
     out = tmp_path / "preds.jsonl"
     with pytest.raises(DataError, match=r"field 'audio'.*no sample has audio features of dimension 5.*found: 73"):
         score_features(run_dir / "seed0", tmp_path / "features.npz", out, device="cpu")
+    monkeypatch.undo()
     assert not out.exists() and not errors_path_for(out).exists()
     mosei_shaped = tmp_path / "mosei"                                  # an MMSA pickle of MOSEI's feature set
     make_synthetic(12, mosei_shaped, seed=2, dataset_shape="mosei", with_media=False)
     with pytest.raises(DataError, match=r"field 'audio'.*expected \(\d+, 375, 5\)"):
         score_features(run_dir / "seed0", mosei_shaped / "unaligned.pkl", out, layout="unaligned", device="cpu")
-    with pytest.raises(DataError, match="no reader for .csv"):
+    with pytest.raises(DataError, match="unsupported feature file suffix '.csv'"):
         score_features(run_dir / "seed0", tmp_path / "features.csv", out, device="cpu")
-    with pytest.raises(DataError, match="cannot infer the feature layout"):
+    with pytest.raises(DataError, match="cannot tell the feature set of .* from the file name"):
         score_features(run_dir / "seed0", mosei_shaped / "unaligned.pkl", out, device="cpu")
     assert not out.exists()
 
@@ -174,3 +172,20 @@ def test_a_run_with_several_seeds_asks_for_one(run_dir, tmp_path):
         load_classic_scorer(two, device="cpu")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_classic_scorer(tmp_path / "nowhere", device="cpu")
+
+
+def test_a_features_npz_with_its_manifest_is_scored_on_the_split_asked_for(run_dir, new_features, tmp_path):
+    """A features.npz with only train and valid (as mosi_utterance) scores its valid rows with the
+    predictions of evaluation on the samples it holds (a features.npz carries no BERT token ids, so
+    the text rows are read as given)."""
+    from omni_msa.data.npz_features import read_npz_features, write_npz_features
+
+    _, samples = new_features
+    kept = [replace(s, split={"test": "valid", "valid": "train"}.get(s.split, s.split)) for s in samples]
+    npz = tmp_path / "npz" / "features.npz"
+    write_npz_features(kept, npz, feature_set="synthetic_mosi")
+    summary = score_features(run_dir / "seed0", npz, tmp_path / "npz.jsonl", split="valid", device="cpu")
+    valid = read_npz_features(npz, dataset="mosi", splits=("valid",)).samples
+    ids, preds, _, _ = predict(load_checkpoint(run_dir / "seed0"), valid)
+    assert summary["n"] == len(valid) == sum(s.split == "valid" for s in kept)
+    assert [_preds(tmp_path / "npz.jsonl")[i] for i in ids] == pytest.approx(preds.tolist(), abs=1e-6)
