@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -93,6 +95,18 @@ class ModalitySubNets(nn.Module):
         self.audio = VectorSubNet(audio_dim, audio_hidden, audio_dropout)
         self.vision = VectorSubNet(vision_dim, vision_hidden, vision_dropout)
         self.text = TextSubNet(text_dim, text_hidden, text_out, dropout=text_dropout)
+
+    @classmethod
+    def from_config(cls, c: Any) -> ModalitySubNets:
+        """From a model config holding the subnets' fields (LF-DNN's and TFN's configs)."""
+        return cls(text_dim=c.text_dim, audio_dim=c.audio_dim, vision_dim=c.vision_dim, text_hidden=c.text_hidden,
+                   text_out=c.text_out, audio_hidden=c.audio_hidden, vision_hidden=c.vision_hidden,
+                   text_dropout=c.text_dropout, audio_dropout=c.audio_dropout, vision_dropout=c.vision_dropout)
+
+    def parameter_groups(self, post_fusion: nn.Module) -> dict[str, list[nn.Parameter]]:
+        """The groups of a subnets-then-fusion model: one per modality subnet and the post-fusion head."""
+        return {"text": list(self.text.parameters()), "audio": list(self.audio.parameters()),
+                "vision": list(self.vision.parameters()), "post_fusion": list(post_fusion.parameters())}
 
     def forward(self, batch: FeatureBatch) -> tuple[Tensor, Tensor, Tensor]:
         audio = self.audio(masked_mean(batch.features["audio"], batch.lengths["audio"]))

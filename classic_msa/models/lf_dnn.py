@@ -78,20 +78,12 @@ class LFDNN(FeatureModel):
     def __init__(self, config: LFDNNConfig) -> None:
         super().__init__(config)
         c = config
-        self.subnets = ModalitySubNets(
-            text_dim=c.text_dim, audio_dim=c.audio_dim, vision_dim=c.vision_dim, text_hidden=c.text_hidden,
-            text_out=c.text_out, audio_hidden=c.audio_hidden, vision_hidden=c.vision_hidden,
-            text_dropout=c.text_dropout, audio_dropout=c.audio_dropout, vision_dropout=c.vision_dropout)
+        self.subnets = ModalitySubNets.from_config(c)
         self.post_fusion = post_fusion_mlp(c.audio_hidden + c.vision_hidden + c.text_out, c.post_fusion_dim,
                                            c.post_fusion_dropout)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {
-            "text": list(self.subnets.text.parameters()),
-            "audio": list(self.subnets.audio.parameters()),
-            "vision": list(self.subnets.vision.parameters()),
-            "post_fusion": list(self.post_fusion.parameters()),
-        }
+        return self.subnets.parameter_groups(self.post_fusion)
 
     def fuse(self, batch: FeatureBatch) -> Tensor:
         """The late-fusion vector: B x (audio_hidden + vision_hidden + text_out)."""

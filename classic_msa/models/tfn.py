@@ -87,20 +87,12 @@ class TFN(FeatureModel):
         c = config
         if c.output_bound is not None and c.output_bound <= 0:
             raise ValueError(f"output_bound must be positive or None, got {c.output_bound}")
-        self.subnets = ModalitySubNets(
-            text_dim=c.text_dim, audio_dim=c.audio_dim, vision_dim=c.vision_dim, text_hidden=c.text_hidden,
-            text_out=c.text_out, audio_hidden=c.audio_hidden, vision_hidden=c.vision_hidden,
-            text_dropout=c.text_dropout, audio_dropout=c.audio_dropout, vision_dropout=c.vision_dropout)
+        self.subnets = ModalitySubNets.from_config(c)
         self.fused_dim = (c.audio_hidden + 1) * (c.vision_hidden + 1) * (c.text_out + 1)
         self.post_fusion = post_fusion_mlp(self.fused_dim, c.post_fusion_dim, c.post_fusion_dropout)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {
-            "text": list(self.subnets.text.parameters()),
-            "audio": list(self.subnets.audio.parameters()),
-            "vision": list(self.subnets.vision.parameters()),
-            "post_fusion": list(self.post_fusion.parameters()),
-        }
+        return self.subnets.parameter_groups(self.post_fusion)
 
     def fuse(self, batch: FeatureBatch) -> Tensor:
         """The fused tensor, flattened: B x fused_dim."""
