@@ -52,3 +52,29 @@ def tiny_run_config(model_dir: Path, out_dir: Path, *, readout: str = "discrimin
         optim=OptimSettings(**{"batch_size": 4, "eval_batch_size": 8, "lr": 2e-3, "head_lr": 1e-2,
                                "warmup_ratio": 0.0, "scheduler": "constant", **optim}),
     )
+
+
+def assert_same_structure(loaded, original, where="value"):
+    """`loaded` equals `original` exactly, recursively: the same types, dict keys in the same order,
+    arrays and tensors of the same dtype, shape and values (NaN equal to NaN in float arrays)."""
+    import numpy as np
+    import torch
+
+    assert type(loaded) is type(original), where
+    if isinstance(original, torch.Tensor):
+        assert loaded.dtype == original.dtype and torch.equal(loaded, original.cpu()), where
+    elif isinstance(original, np.ndarray):
+        assert loaded.dtype == original.dtype and loaded.shape == original.shape, where
+        assert np.array_equal(loaded, original, equal_nan=original.dtype.kind == "f"), where
+    elif isinstance(original, dict):
+        assert list(loaded) == list(original), where
+        for key in original:
+            assert_same_structure(loaded[key], original[key], f"{where}[{key!r}]")
+    elif isinstance(original, (list, tuple)):
+        assert len(loaded) == len(original), where
+        for i, (a, b) in enumerate(zip(loaded, original)):
+            assert_same_structure(a, b, f"{where}[{i}]")
+    elif isinstance(original, float) and original != original:
+        assert loaded != loaded, where
+    else:
+        assert loaded == original, where

@@ -16,6 +16,8 @@ from omni_msa.data.mmsa import read_mmsa_pickle, write_mmsa_pickle
 from omni_msa.data.record import DataError, Sample
 from omni_msa.safe_pickle import UnsafePickleError, allowed_globals, safe_load
 
+from conftest import assert_same_structure
+
 MMSA_FET_DIR = Path("/work/shared/data/mosi_clips/mmsa_fet")
 SYSTEM = f"{os.system.__module__}.system"  # posix.system on Linux
 
@@ -53,25 +55,6 @@ def plain_data() -> dict:
     }
 
 
-def assert_same(loaded, original, where="data"):
-    assert type(loaded) is type(original), where
-    if isinstance(original, np.ndarray):
-        assert loaded.dtype == original.dtype and loaded.shape == original.shape, where
-        assert np.array_equal(loaded, original, equal_nan=original.dtype.kind == "f"), where
-    elif isinstance(original, dict):
-        assert loaded.keys() == original.keys(), where
-        for key in original:
-            assert_same(loaded[key], original[key], f"{where}[{key!r}]")
-    elif isinstance(original, (list, tuple)):
-        assert len(loaded) == len(original), where
-        for i, (a, b) in enumerate(zip(loaded, original)):
-            assert_same(a, b, f"{where}[{i}]")
-    elif isinstance(original, float) and np.isnan(original):
-        assert np.isnan(loaded), where
-    else:
-        assert loaded == original, where
-
-
 def with_numpy1_names(data: bytes) -> bytes:
     """The pickle with numpy 2's module names (`numpy._core...`) written as numpy 1.x wrote them
     (`numpy.core...`): in GLOBAL opcodes (protocols 0-3) and in the length-prefixed strings
@@ -95,7 +78,7 @@ def test_plain_data_round_trips_under_every_protocol(tmp_path, protocol):
     original = plain_data()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no numpy.core deprecation either
-        assert_same(safe_load(dump(tmp_path, original, protocol)), original)
+        assert_same_structure(safe_load(dump(tmp_path, original, protocol)), original)
 
 
 @pytest.mark.parametrize("protocol", range(6))
@@ -106,7 +89,7 @@ def test_numpy1_module_names_load_under_numpy2(tmp_path, protocol):
     (tmp_path / "old.pkl").write_bytes(data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert_same(safe_load(tmp_path / "old.pkl"), original)
+        assert_same_structure(safe_load(tmp_path / "old.pkl"), original)
 
 
 def test_allowed_globals_are_exactly_the_plain_data_ones():

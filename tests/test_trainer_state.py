@@ -31,6 +31,8 @@ from omni_msa.checkpoint import (
 )
 from omni_msa.state_file import STATE_KEY, load_state, save_state
 
+from conftest import assert_same_structure
+
 
 class Payload:
     def __init__(self, marker: Path) -> None:
@@ -68,26 +70,6 @@ def strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def assert_equal_states(loaded, original, where="state"):
-    assert type(loaded) is type(original), where
-    if isinstance(original, torch.Tensor):
-        assert loaded.dtype == original.dtype and torch.equal(loaded, original.cpu()), where
-    elif isinstance(original, np.ndarray):
-        assert loaded.dtype == original.dtype and np.array_equal(loaded, original), where
-    elif isinstance(original, dict):
-        assert list(loaded) == list(original), where
-        for key in original:
-            assert_equal_states(loaded[key], original[key], f"{where}[{key!r}]")
-    elif isinstance(original, (list, tuple)):
-        assert len(loaded) == len(original), where
-        for i, (a, b) in enumerate(zip(loaded, original)):
-            assert_equal_states(a, b, f"{where}[{i}]")
-    elif isinstance(original, float) and math.isnan(original):
-        assert math.isnan(loaded), where
-    else:
-        assert loaded == original, where
-
-
 def test_optimizer_and_rng_states_round_trip_exactly(tmp_path):
     _, optimizer = trained_optimizer()
     state = {"optimizer": optimizer.state_dict(), "rng": rng_state(), "bf16": torch.randn(3).to(torch.bfloat16),
@@ -96,7 +78,7 @@ def test_optimizer_and_rng_states_round_trip_exactly(tmp_path):
     assert list(state["optimizer"]["state"]) == [0, 1, 2, 3]  # int keys
     save_state(tmp_path / "s.safetensors", state)
     loaded = load_state(tmp_path / "s.safetensors")
-    assert_equal_states(loaded, state)
+    assert_same_structure(loaded, state)
     assert loaded["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
     assert math.copysign(1.0, loaded["counters"]["neg_zero"]) == -1.0
 
@@ -141,7 +123,7 @@ def test_scheduler_state_round_trips_and_resumes_the_same_schedule(tmp_path, kin
         step(scheduler, i)
     save_state(tmp_path / "s.safetensors", {"scheduler": scheduler.state_dict(), "optimizer": optimizer.state_dict()})
     loaded = load_state(tmp_path / "s.safetensors")
-    assert_equal_states(loaded["scheduler"], scheduler.state_dict())
+    assert_same_structure(loaded["scheduler"], scheduler.state_dict())
 
     _, other_optimizer = trained_optimizer(steps=0)
     other = schedulers(other_optimizer)[kind]
@@ -175,7 +157,7 @@ def test_dicts_that_look_like_tags_and_odd_keys_round_trip(tmp_path):
     state = {"a": {"__tensor__": "0"}, "b": {"__float__": "inf", "x": 1}, "c": {(1, "x"): [], 2.5: {}, None: ()},
              "d": {True: "yes", 0: "no"}, "e": [[], {}, (), ""]}
     save_state(tmp_path / "s.safetensors", state)
-    assert_equal_states(load_state(tmp_path / "s.safetensors"), state)
+    assert_same_structure(load_state(tmp_path / "s.safetensors"), state)
 
 
 def test_metadata_is_strict_json(tmp_path):
@@ -197,8 +179,8 @@ def test_checkpoint_keeps_trainer_state_and_writes_nan_free_json(tmp_path):
                     trainer_state)
     assert trainer_state["tensors"] is tensors  # the caller's dict is left as it was
     saved_counters, saved_tensors = load_trainer_state(tmp_path / "ckpt")
-    assert_equal_states(saved_counters, counters)
-    assert_equal_states(saved_tensors, tensors)
+    assert_same_structure(saved_counters, counters)
+    assert_same_structure(saved_tensors, tensors)
     assert strict_json((tmp_path / "ckpt" / METRICS_FILE).read_text()) == {"mae": 1.2, "corr": None}
     assert not list((tmp_path / "ckpt" / TRAINER_STATE_DIR).glob("*.pt"))
     fresh = TinyReadout()
