@@ -119,6 +119,15 @@ class MDF(FeatureModel):
       stays finite); loss = KL(w* || w), batch mean.
     - Fusion: sum_m w_m h_m, then the predictor.
     - Width: dim 128 (a CPU-sized text space; the paper's is BERT's 768).
+
+    Sequences of length 1: each BiLSTM is one cell update from the zero state in each direction (two
+    separately weighted cells on the same vector), so its output is a function of that vector alone, with no
+    temporal context; the forget gate and the hidden-to-hidden weights act on zero states and get no gradient,
+    and the mean over the one output (`BiLSTMEncoder`'s default pooling, which MDF uses) equals the final
+    states. Text pooling ("mean" over word rows, or "cls") reads the only row. Intra masking zeroes a
+    modality's one step or nothing, and MDF never reads `batch.present`, so a masked modality is the same
+    input as a dropped one. All else works on vectors, unchanged; only the recurrence loses its reason to
+    exist: the BiLSTMs are per-vector nonlinear maps.
     """
 
     config_class = MDFConfig

@@ -224,6 +224,15 @@ class ProMMA(FeatureModel):
       head on sum_m w_m c_m (last layer zero-initialised, so stage 2 starts at the pre-trained prediction);
       "task" = L1.
     - Width: d 64, L 2, k 4, r 4, heads 4, ff 128, dropout 0.1 (CPU-sized; not in the abstract).
+
+    Sequences of length 1: in the plain backbone pass every self-attention has one key, puts weight 1 on it
+    and reduces to the output projection of the step's value projection (query and key projections have no
+    effect; in training, attention dropout makes that weight 0 or 1 / (1 - p)): it has nothing to mix. Only
+    position 0 of the learned position table is used, and the masked mean pool picks the only step. With deep
+    prompts the step attends over the k prompts and itself (k + 1 keys), so the prompts still act.
+    Cross-attention, generator, evaluator, MI weights and heads work on prompt states or pooled vectors and
+    are unchanged. Intra masking zeroes a modality's one step or nothing; a zeroed but present one has
+    integrity 0 (no generator loss) and, being present, is never generated: its encoding of zeros is used.
     """
 
     config_class = ProMMAConfig

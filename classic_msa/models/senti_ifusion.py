@@ -219,6 +219,15 @@ class SentiIFusion(FeatureModel):
       and reconstruction; decoder weights 0.5 / 0.4 / 0.3 / 0.2 as feature MSE, feature MI,
       semantic MSE, semantic MI.
     - Width: heads 4, feed-forward 256, dropout 0.1, MI critic hidden 64 (not in the paper).
+
+    Sequences of length 1: each embedding encoder turns the one step into T = 8 tokens (the zero tokens, told
+    apart only by learned positions, attend over themselves and the step): nothing is compressed, one vector
+    is spread over 8 tokens. Text is one word row (n_words = 1, also when text is zeroed). Intra masking
+    zeroes a modality's one step or nothing, so the ground-truth integrity is 0 or 1 and the estimator's
+    target is binary (intact or zeroed); the model reads integrity, never `batch.present`, so a masked
+    modality is the same input with the same target as a dropped one, and partial missingness does not occur.
+    Everything after the embedding (subspaces, surrogate, decoders, dominant Transformer, fusion, prediction
+    encoder) works on the T tokens and is unchanged; no attention is left with a single key.
     """
 
     config_class = SentiIFusionConfig

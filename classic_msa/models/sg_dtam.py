@@ -328,6 +328,15 @@ class SGDTAM(FeatureModel):
     - Classifier: LayerNorm, Linear(3d, 32), GELU, dropout, Linear(32, 1) on [text token, mean
       aligned audio, mean aligned vision]; task loss L1.
     - Optimiser: the trainer's AdamW with weight_decay 0 is Adam (paper: Adam, lr 1e-3).
+
+    Sequences of length 1: `segment_pool` copies the one audio/vision frame into all K = 16 segments, so the
+    segment states differ only through learned positions and the reconstruction targets are 16 copies of one
+    vector; text is one word (n_words = 1, also when text is zeroed), so the text encoder attends over [token,
+    word]. The time alignment is not a one-to-one match: its one query (time 0.5) attends over the 16
+    replicated keys, favouring the middle ones (offset bias): a weighted mean of near-identical states, with
+    nothing to align. Soft-DTW of two one-step sequences is their one cost, so "align" is 2 - 2 cos(word
+    state, aligned state); "smooth" (no consecutive steps) is identically 0. Intra masking zeroes a modality's
+    step or nothing; a zeroed but present modality is used as real input, never generated.
     """
 
     config_class = SGDTAMConfig
