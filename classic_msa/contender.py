@@ -21,7 +21,7 @@ from omni_msa.compare.config import ClassicSpec, CompareConfig
 from omni_msa.compare.family import EvalResult, FitInfo, SharedData, finished_record, process_device, with_data
 from omni_msa.data.feature_files import read_feature_file
 from omni_msa.data.missing import MissingnessProtocol
-from omni_msa.data.record import DataError, Sample
+from omni_msa.data.record import MODALITIES, DataError, Sample
 from omni_msa.files import write_json
 from omni_msa.resources import peak_memory_mb, peak_memory_scope
 
@@ -37,6 +37,8 @@ FIT_KEYS = ("wall_time_s", "peak_memory_mb", "peak_memory_scope", "valid_mae")
 
 class ClassicContender:
     family = "classic"
+    modalities = MODALITIES          # every classic model reads all three (a dropped one as missing)
+    eval_protocols = None            # the comparison's
 
     def __init__(self, spec: ClassicSpec, eval_batch_size: int, device: str | torch.device | None = None) -> None:
         self.run_config = load_classic_config(spec.config, spec.overrides)
@@ -81,7 +83,9 @@ class ClassicContender:
         if self.run_config.threads:
             torch.set_num_threads(self.run_config.threads)
         train_config = TrainConfig.from_dict({**self.run_config.train, "seed": seed,
-                                              "train_protocol": train_protocol.to_dict()})
+                                              "train_protocol": train_protocol.to_dict(),
+                                              "valid_protocol": _selection_protocol(self.run_config.train,
+                                                                                    train_protocol)})
         model, result = train_seed(self.name, self.run_config.model_options, train_config, self._samples(data),
                                    dataset=data.dataset, out_dir=run_dir, device=self.run_device, resume=True)
         info = finished_record(run_dir / FIT_FILE, FIT_KEYS)   # finished: keep the figures of the run that trained it
@@ -113,6 +117,12 @@ class ClassicContender:
 
     def release(self) -> None:
         self._model = None
+
+
+def _selection_protocol(train: dict[str, Any], protocol: MissingnessProtocol) -> dict[str, Any] | None:
+    """The valid protocol of a fit: the model config's own, unless the comparison trains on a fixed
+    modality set, which the model is then selected on too."""
+    return protocol.selection_protocol.to_dict() if protocol.keep is not None else train.get("valid_protocol")
 
 
 def classic_contenders(cfg: CompareConfig, device: str | torch.device | None = None) -> list[ClassicContender]:

@@ -107,6 +107,9 @@ class ResultRow:
     run_key: str | None = None
     grid: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    per_sample: dict[str, list] | None = None
+    """{"ids", "preds", "labels"} in scoring order (predictions to 5 decimals): what paired
+    comparisons between models resample (`omni_msa.compare.paired`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (NaN -> null), the same as the row read back from its file."""
@@ -164,6 +167,8 @@ def result_row(*, model: str, family: str, dataset: str, seed: int, split: str,
                      metric_notes=undefined_metric_reasons(metrics, preds, labels), latency_ms=latency,
                      throughput_sps=throughput,
                      status_counts=StatusCounts.of(statuses).counts if statuses is not None else None,
+                     per_sample={"ids": list(ids), "preds": [round(float(p), 5) for p in preds],
+                                 "labels": [float(y) for y in labels]},
                      **other).to_dict()
 
 

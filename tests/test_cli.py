@@ -193,3 +193,8 @@ def test_check_media_exits_0_on_a_generated_manifest(tmp_path, tiny_thinker_dir)
 def test_check_media_on_a_missing_manifest_is_one_error_line(tmp_path):
     result = run("-m", "omni_msa", "check-media", "--manifest", str(tmp_path / "nowhere.csv"))
     assert_one_error_line(result, "nowhere.csv", "file not found")
+
+
+def test_compare_only_names_a_contender_of_the_comparison():
+    result = run("-m", "omni_msa", "compare", "--config", "scripts/configs/compare_demo.yaml", "--only", "nosuch")
+    assert_one_error_line(result, "--only nosuch: not a contender of this comparison", "discriminative")

@@ -16,6 +16,7 @@ from omni_msa.compare.config import compare_config_from_dict
 from omni_msa.compare.family import EvalResult, FitInfo, SharedData, with_data
 from omni_msa.compare.grid import ROWS_FILE, prepare_data, run_grid
 from omni_msa.compare.report import readout_ratios, write_summary
+from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import Sample
 from omni_msa.files import read_jsonl, write_jsonl
 from omni_msa.report import ROW_FIELDS
@@ -82,16 +83,19 @@ class CountingContender:
     family = "test"
 
     def __init__(self, name: str, offset: float, *, unparsable: int | None = None, drop: int = 0,
-                 skip_first: bool = False) -> None:
+                 skip_first: bool = False, modalities: tuple[str, ...] = ("text", "audio", "vision"),
+                 eval_protocols: list[dict] | None = None) -> None:
         self.name, self.offset = name, offset
         self.unparsable, self.drop, self.skip_first = unparsable, drop, skip_first
-        self.fits, self.evaluations = [], []
+        self.modalities, self.eval_protocols = modalities, eval_protocols
+        self.fits, self.trained_on, self.evaluations = [], [], []
 
     def settings(self, data=None):
         return with_data({"offset": self.offset}, data, features=False)
 
     def fit(self, seed, train_protocol, run_dir, data):
         self.fits.append(seed)
+        self.trained_on.append((seed, train_protocol.label))
         return FitInfo(checkpoint=str(run_dir), trainable={"trainable": 1, "total": 1, "share": 1.0},
                        wall_time_s=1.0, peak_memory_mb=10.0)
 
@@ -139,6 +143,32 @@ def test_grid_skips_finished_runs_and_runs_only_what_is_new(tmp_path):
 
     changed = CountingContender("a", 0.25)           # changed settings are a different run
     assert run_grid(cfg, [changed], shared_data())["written"] == 4
+
+
+def test_modality_sets_are_trained_and_evaluated_alone_where_the_inputs_hold_more(tmp_path):
+    cfg = compare_config_from_dict(comparison(tmp_path, seeds=[0], modality_sets=[["text"], ["audio", "vision"]]))
+    trimodal = CountingContender("trimodal", 0.5)
+    text_only = CountingContender("text_only", 0.25, modalities=("text",), eval_protocols=[{}])
+    assert run_grid(cfg, [trimodal, text_only], shared_data()) == {"written": 5, "skipped": 0}
+    assert trimodal.trained_on == [(0, "inter=0"), (0, "keep=text"), (0, "keep=audio+vision")]
+    assert trimodal.evaluations[2:] == [(trimodal.evaluations[2][0], "keep=text"),
+                                        (trimodal.evaluations[3][0], "keep=audio+vision")]
+    assert text_only.trained_on == [(0, "inter=0")] and [e[1] for e in text_only.evaluations] == ["inter=0"], \
+        "a text-only contender is not trained on text again, and is evaluated under its own protocols"
+    rows = read_jsonl(tmp_path / "results" / ROWS_FILE)
+    trained = [(r["model"], MissingnessProtocol.from_dict(r["train_protocol"]).label, r["eval_label"]) for r in rows]
+    assert trained == [("trimodal", "inter=0", "inter=0"), ("trimodal", "inter=0", "keep=text"),
+                       ("trimodal", "keep=text", "keep=text"), ("trimodal", "keep=audio+vision", "keep=audio+vision"),
+                       ("text_only", "inter=0", "inter=0")]
+    assert rows[0]["per_sample"]["ids"] == [s.id for s in shared_data().eval_samples]
+    assert np.allclose(np.array(rows[0]["per_sample"]["preds"]) - rows[0]["per_sample"]["labels"], 0.5)
+
+
+@pytest.mark.parametrize("sets, message", [([["text", "audio", "vision"]], "every modality"),
+                                           ([["text"], ["text"]], "repeats"), ([["smell"]], "non-empty subset")])
+def test_wrong_modality_sets_are_refused(tmp_path, sets, message):
+    with pytest.raises(ValueError, match=message):
+        compare_config_from_dict(comparison(tmp_path, modality_sets=sets))
 
 
 def test_a_partial_last_row_from_a_killed_run_is_redone(tmp_path):
@@ -334,20 +364,23 @@ def test_a_classic_model_on_a_features_npz_evaluated_on_valid(tmp_path):
                        "data: {synthetic_n: 10}\ntrain: {lr: 5.0e-3, batch_size: 16, stages: [{epochs: 1}]}\n")
     raw = {"output_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results"), "dataset": "mosi",
            "data": {"train": manifest, "valid": manifest, "features": str(features)}, "seeds": [0],
-           "eval_protocols": [{}, {"keep": ["text"]}], "classic": [str(classic)]}
+           "eval_protocols": [{}, {"keep": ["text"]}], "classic": [str(classic)], "modality_sets": [["audio"]]}
     with pytest.raises(ValueError, match="evaluate_on: test needs a `data.test` manifest"):
         compare_config_from_dict(raw)
     cfg = compare_config_from_dict({**raw, "evaluate_on": "valid"})
     data = prepare_data(cfg, multimodal=False)
     assert set(data.samples) == {"train", "valid"} and data.features_manifest == manifest
-    assert run_grid(cfg, classic_contenders(cfg, device="cpu"), data) == {"written": 2, "skipped": 0}
+    assert run_grid(cfg, classic_contenders(cfg, device="cpu"), data) == {"written": 3, "skipped": 0}
     rows = read_jsonl(tmp_path / "results" / ROWS_FILE)
     assert [(r["model"], r["split"], r["eval_label"], r["n_samples"]) for r in rows] == [
-        ("mdf", "valid", "inter=0", 12), ("mdf", "valid", "keep=text", 12)]
+        ("mdf", "valid", "inter=0", 12), ("mdf", "valid", "keep=text", 12), ("mdf", "valid", "keep=audio", 12)]
+    for row in (rows[0], rows[2]):   # selected on valid under the set it was trained on: the same figure
+        assert row["metrics"]["mae"] == pytest.approx(row["training"]["best_valid_mae"], abs=1e-6)
+    assert rows[2]["metrics"]["mae"] != pytest.approx(rows[1]["metrics"]["mae"])
     assert set(rows[0]["settings"]["data"]["files"]) == {"features", "manifest:features", "manifest:train",
                                                          "manifest:valid"}
     assert run_grid(cfg, classic_contenders(cfg, device="cpu"), prepare_data(cfg, multimodal=False)) == {
-        "written": 0, "skipped": 2}
+        "written": 0, "skipped": 3}
 
 
 def test_feature_file_settings_of_a_comparison(tmp_path):

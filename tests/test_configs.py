@@ -102,8 +102,9 @@ def test_a_misspelt_key_anywhere_is_refused_with_the_key_and_the_file(path, tmp_
             loader(copy_path)
         message = str(caught.value)
         assert message.startswith(f"{copy_path}: "), message
-        if location[0] == "eval_protocols" and len(location) > 1:   # the protocol reader's message, in its section
-            assert message.startswith(f"{copy_path}: eval_protocols: ") and f"{location[-1]}x" in message
+        if "eval_protocols" in location[:-1]:       # the protocol reader's message, in its section
+            section = dotted(location[:location.index("eval_protocols") + 1])
+            assert message.startswith(f"{copy_path}: {section}: ") and f"{location[-1]}x" in message
         else:
             assert f"unknown key '{key}x' (known: " in message, message
         checked += 1

@@ -235,3 +235,9 @@ def test_absent_media_are_not_reported_present():
     media = apply_to_media(draw, text="just words here")
     assert media.present == ("text",) and media.audio is None and media.video is None
     assert media.text == "just words here"
+
+
+def test_a_model_trained_on_a_fixed_set_is_selected_on_that_set():
+    fixed = MissingnessProtocol(keep=frozenset({"text", "audio"}), intra_rate=0.2, seed=3)
+    assert fixed.selection_protocol == MissingnessProtocol(keep=frozenset({"text", "audio"}), seed=3)
+    assert MissingnessProtocol(inter_rate=0.5, intra_rate="uniform", seed=3).selection_protocol.is_identity

@@ -125,6 +125,9 @@ def add_compare(commands: argparse._SubParsersAction) -> None:
                     "classic models run on the main process.")
     parser.add_argument("--config", required=True, help="e.g. scripts/configs/compare_demo.yaml")
     parser.add_argument("--no-report", action="store_true", help="only run the grid")
+    parser.add_argument("--only", action="append", metavar="MODEL",
+                        help="run only this contender's rows (repeatable; a readout or classic model name): to "
+                             "order a long grid or split it across machines; the report covers every row")
     parser.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     parser.set_defaults(run=run_compare)
 
@@ -147,6 +150,7 @@ def run_compare(args: argparse.Namespace) -> None:
         from omni_msa.cli.classic import classic_contenders
 
         contenders += classic_contenders(cfg)
+    contenders = _selected(contenders, args.only)
     multimodal = bool(cfg.readouts) and BackboneConfig(**cfg.omni_base["backbone"]).spec.multimodal
     with state.main_process_first():
         data = prepare_data(cfg, multimodal=multimodal)
@@ -155,6 +159,17 @@ def run_compare(args: argparse.Namespace) -> None:
     state.wait_for_everyone()
     if state.is_main_process:
         _finish_comparison(args, Path(cfg.results_dir), data, counts, time.perf_counter() - started)
+
+
+def _selected(contenders: list[Any], only: list[str] | None) -> list[Any]:
+    """The contenders `--only` names (all without it); an unknown name is a usage error."""
+    if not only:
+        return contenders
+    names = [c.name for c in contenders]
+    unknown = [name for name in only if name not in names]
+    if unknown:
+        raise UsageError(f"--only {', '.join(unknown)}: not a contender of this comparison (known: {', '.join(names)})")
+    return [c for c in contenders if c.name in only]
 
 
 def _finish_comparison(args: argparse.Namespace, results: Path, data: Any, counts: dict[str, int],

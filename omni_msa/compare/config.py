@@ -9,10 +9,12 @@
     seeds: [0, 1]
     train_protocols: [{}]                   # MissingnessProtocol dicts; each trained model under each
     eval_protocols: [{}, {grid: inter}, {grid: modes}, {intra_rate: 0.3}]
+    modality_sets: [[text], [audio, vision]] # also trained, selected and evaluated on each set alone
     omni:
       base: {backbone: ..., lora: ..., readout: ..., prompt: ..., media: ..., optim: ...}
       readouts: [discriminative, generative, {name: generative_zero_shot}]
       checkpoint: best                       # or last
+      eval_protocols: [{}, {keep: [text]}]   # the omni readouts' own (default: the comparison's)
     classic:
       - {config: scripts/configs/mdf_synthetic.yaml, overrides: [train.stages=...]}
 
@@ -32,7 +34,7 @@ from omni_msa.config import check_sections
 from omni_msa.config_layer import SHORTHAND, ConfigError, build, check_literals, load
 from omni_msa.data.feature_files import feature_manifest
 from omni_msa.data.missing import MissingnessProtocol, expand_protocols
-from omni_msa.data.record import label_range
+from omni_msa.data.record import MODALITIES, label_range
 from omni_msa.feature_sets import get_feature_set
 from omni_msa.readouts import get_readout
 
@@ -110,6 +112,9 @@ class OmniSection:
     """Each a readout name or {name, overrides}."""
     checkpoint: Literal["best", "last"] = "best"
     """The checkpoint each trained readout is scored with."""
+    eval_protocols: list[dict[str, Any]] | None = None
+    """The readouts' evaluation protocols (None: the comparison's), e.g. complete data and `keep: [text]`
+    alone for text-only readouts, for which the other retention modes have nothing to keep."""
 
     def __post_init__(self) -> None:
         check_literals(self)
@@ -132,6 +137,10 @@ class CompareConfig:
     """`MissingnessProtocol` dicts; each model is trained under each (the mask seed is the run's)."""
     eval_protocols: list[dict[str, Any]] = field(default_factory=lambda: [{}])
     """`MissingnessProtocol` dicts or {grid: inter|intra|modes[, intra_rate]} sweeps."""
+    modality_sets: list[list[str]] = field(default_factory=list)
+    """Modality sets each contender is also trained on alone (`keep`), selected on valid under the same set
+    and evaluated on it alone, e.g. [[text], [audio], [text, vision]]: the per-modality-set rows. A contender
+    whose inputs do not strictly contain a set (a text-only readout and [text]) is not trained on it."""
     omni: OmniSection = field(default_factory=OmniSection)
     eval_batch_size: int = 16
     classic: list[ClassicSpec] = field(default_factory=list, metadata={SHORTHAND: "config"})
@@ -164,10 +173,26 @@ class CompareConfig:
         self._check_omni()
         for i, spec in enumerate(self.train_protocols):
             build(MissingnessProtocol, spec, at=f"train_protocols[{i}]")
-        try:
-            self.eval_protocols_for(self.seeds[0])
-        except ValueError as error:
-            raise ConfigError(str(error), key="eval_protocols") from None
+        self._check_modality_sets()
+        for key, specs in (("eval_protocols", self.eval_protocols), ("omni.eval_protocols", self.omni.eval_protocols)):
+            try:
+                expand_protocols(specs or [{}], self.seeds[0])
+            except ValueError as error:
+                raise ConfigError(str(error), key=key) from None
+
+    def _check_modality_sets(self) -> None:
+        seen = set()
+        for i, modalities in enumerate(self.modality_sets):
+            try:
+                keep = MissingnessProtocol(keep=frozenset(modalities)).keep
+            except (TypeError, ValueError) as error:
+                raise ConfigError(str(error), key=f"modality_sets[{i}]") from None
+            if keep == frozenset(MODALITIES):
+                raise ConfigError(f"{modalities} is every modality: training on all of them is "
+                                  "`train_protocols: [{}]`", key=f"modality_sets[{i}]")
+            if keep in seen:
+                raise ConfigError(f"{modalities} repeats an earlier set", key=f"modality_sets[{i}]")
+            seen.add(keep)
 
     def _check_omni(self) -> None:
         """The shared sections and each readout's overrides are omni run config sections, and the
@@ -189,9 +214,10 @@ class CompareConfig:
     def train_protocol(self, spec: dict[str, Any], seed: int) -> MissingnessProtocol:
         return MissingnessProtocol.from_dict({"seed": seed, **spec})
 
-    def eval_protocols_for(self, seed: int) -> list[MissingnessProtocol]:
-        """The evaluation protocols of one seed (mask seed = the run's seed unless given)."""
-        return expand_protocols(self.eval_protocols, seed)
+    def eval_protocols_for(self, seed: int, specs: list[dict[str, Any]] | None = None) -> list[MissingnessProtocol]:
+        """The evaluation protocols of one seed (mask seed = the run's seed unless given): `specs`, else
+        the comparison's."""
+        return expand_protocols(self.eval_protocols if specs is None else specs, seed)
 
 
 def check_readout_overrides(readout: ReadoutSpec) -> None:

@@ -143,13 +143,16 @@ def process_device() -> Any:
 class Contender(Protocol):
     name: str                                # the row's `model`
     family: str                              # "omni" or "classic"
+    modalities: tuple[str, ...]              # what its inputs can hold (a text-only readout: text)
+    eval_protocols: list[dict[str, Any]] | None  # its own evaluation protocols (None: the comparison's)
 
     def settings(self, data: SharedData | None = None) -> dict[str, Any]:
         """Everything that defines this contender (goes into the row and its fingerprint); with
         `data`, its fingerprint too (`with_data`)."""
 
     def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:
-        """Train (or reuse a finished run in `run_dir`); resumes an interrupted one."""
+        """Train (or reuse a finished run in `run_dir`), selecting on valid under
+        `train_protocol.selection_protocol`; resumes an interrupted one."""
 
     def evaluate(self, fit: FitInfo, protocol: MissingnessProtocol, data: SharedData,
                  out_path: Path) -> EvalResult | None:

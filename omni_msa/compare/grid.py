@@ -54,6 +54,23 @@ def run_dir(cfg: CompareConfig, contender: Contender, data: SharedData, seed: in
             / f"train-{slug(train.label)}" / f"seed{seed}")
 
 
+def training_plan(cfg: CompareConfig, contender: Contender, plan: int, seed: int
+                  ) -> tuple[MissingnessProtocol, list[MissingnessProtocol]] | None:
+    """Training plan `plan` of one contender and seed: (training protocol, evaluation protocols).
+    The comparison's training protocols come first, each evaluated under the contender's protocols
+    (its own, else the comparison's); then each modality set, trained, selected and evaluated on that
+    set alone; None for a set the contender's inputs do not strictly contain (a text-only readout is
+    not trained again on text: its complete-data run is that)."""
+    if plan < len(cfg.train_protocols):
+        train = cfg.train_protocol(cfg.train_protocols[plan], seed)
+        return train, cfg.eval_protocols_for(seed, contender.eval_protocols)
+    keep = frozenset(cfg.modality_sets[plan - len(cfg.train_protocols)])
+    if not keep < frozenset(contender.modalities):
+        return None
+    protocol = MissingnessProtocol(keep=keep, seed=seed)
+    return protocol, [protocol]
+
+
 def prepare_data(cfg: CompareConfig, *, multimodal: bool) -> SharedData:
     """The samples of the comparison: the synthetic set is generated once under output_dir/data
     (media only when a raw-media model needs them); manifests are read through the shared layer."""
@@ -138,10 +155,12 @@ def run_grid(cfg: CompareConfig, contenders: Sequence[Contender], data: SharedDa
     done = {row["run_key"] for row in read_jsonl(rows_path)}
     counts = {"written": 0, "skipped": 0}
     for contender in contenders:
-        for train_spec in cfg.train_protocols:
+        for plan in range(len(cfg.train_protocols) + len(cfg.modality_sets)):
             for seed in cfg.seeds:
-                train = cfg.train_protocol(train_spec, seed)
-                protocols = cfg.eval_protocols_for(seed)
+                planned = training_plan(cfg, contender, plan, seed)
+                if planned is None:
+                    continue
+                train, protocols = planned
                 keys = [run_key(contender, data, seed, train, p) for p in protocols]
                 todo = [(k, p) for k, p in zip(keys, protocols) if k not in done]
                 counts["skipped"] += len(protocols) - len(todo)

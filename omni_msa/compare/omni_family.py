@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from omni_msa.backbone import BackboneConfig
 from omni_msa.compare.config import CompareConfig, ReadoutSpec
 from omni_msa.compare.family import EvalResult, FitInfo, SharedData, finished_record, process_device, with_data
 from omni_msa.config import OmniRunConfig, config_from_dict
 from omni_msa.data.missing import MissingnessProtocol
-from omni_msa.data.record import DataError
+from omni_msa.data.record import MODALITIES, DataError
 from omni_msa.readouts import get_readout
 from omni_msa.scoring_io import errors_path_for, read_predictions
 
@@ -46,6 +47,8 @@ class OmniReadout:
         self.eval_batch_size = cfg.eval_batch_size
         self.raw = _merged(cfg.omni_base, spec.overrides)
         self.raw["readout"] = {**self.raw.get("readout", {}), "kind": spec.name}
+        self.eval_protocols = cfg.omni.eval_protocols
+        self.modalities = MODALITIES if BackboneConfig(**self.raw["backbone"]).spec.multimodal else ("text",)
         self._loaded: tuple[str, Any, OmniRunConfig] | None = None
         self._zero_shot_cfg: OmniRunConfig | None = None
 
@@ -67,6 +70,7 @@ class OmniReadout:
         raw["data"] = {"dataset": data.dataset, "train": data.manifest["train"], "valid": data.manifest["valid"],
                        "skip_invalid": data.skip_invalid}
         raw["train_missing"] = train_protocol.to_dict()
+        raw["eval_missing"] = train_protocol.selection_protocol.to_dict()
         return config_from_dict(raw)
 
     def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:

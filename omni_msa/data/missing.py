@@ -185,6 +185,13 @@ class MissingnessProtocol:
     def with_seed(self, seed: int) -> MissingnessProtocol:
         return replace(self, seed=seed)
 
+    @property
+    def selection_protocol(self) -> MissingnessProtocol:
+        """What a model trained under this protocol is validated (selected) under: its fixed
+        modality set when it has one (a model trained on text alone is chosen on text alone, never
+        on inputs it was not trained to read), complete data otherwise."""
+        return MissingnessProtocol(keep=self.keep, seed=self.seed) if self.keep is not None else MissingnessProtocol()
+
     def draw(self, sample_id: str) -> MissingnessDraw:
         if self.keep is not None:
             kept = self.keep
