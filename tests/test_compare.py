@@ -148,20 +148,28 @@ def test_grid_skips_finished_runs_and_runs_only_what_is_new(tmp_path):
 def test_modality_sets_are_trained_and_evaluated_alone_where_the_inputs_hold_more(tmp_path):
     cfg = compare_config_from_dict(comparison(tmp_path, seeds=[0], modality_sets=[["text"], ["audio", "vision"]]))
     trimodal = CountingContender("trimodal", 0.5)
-    text_only = CountingContender("text_only", 0.25, modalities=("text",), eval_protocols=[{}])
-    assert run_grid(cfg, [trimodal, text_only], shared_data()) == {"written": 5, "skipped": 0}
+    text_only = CountingContender("text_only", 0.25, modalities=("text",), eval_protocols=[{}, {"keep": ["text"]}])
+    assert run_grid(cfg, [trimodal, text_only], shared_data()) == {"written": 6, "skipped": 0}
     assert trimodal.trained_on == [(0, "inter=0"), (0, "keep=text"), (0, "keep=audio+vision")]
     assert trimodal.evaluations[2:] == [(trimodal.evaluations[2][0], "keep=text"),
                                         (trimodal.evaluations[3][0], "keep=audio+vision")]
-    assert text_only.trained_on == [(0, "inter=0")] and [e[1] for e in text_only.evaluations] == ["inter=0"], \
+    assert text_only.trained_on == [(0, "inter=0")] and [e[1] for e in text_only.evaluations] == [
+        "inter=0", "keep=text"], \
         "a text-only contender is not trained on text again, and is evaluated under its own protocols"
     rows = read_jsonl(tmp_path / "results" / ROWS_FILE)
     trained = [(r["model"], MissingnessProtocol.from_dict(r["train_protocol"]).label, r["eval_label"]) for r in rows]
     assert trained == [("trimodal", "inter=0", "inter=0"), ("trimodal", "inter=0", "keep=text"),
                        ("trimodal", "keep=text", "keep=text"), ("trimodal", "keep=audio+vision", "keep=audio+vision"),
-                       ("text_only", "inter=0", "inter=0")]
+                       ("text_only", "inter=0", "inter=0"), ("text_only", "inter=0", "keep=text")]
     assert rows[0]["per_sample"]["ids"] == [s.id for s in shared_data().eval_samples]
     assert np.allclose(np.array(rows[0]["per_sample"]["preds"]) - rows[0]["per_sample"]["labels"], 0.5)
+    summary = write_summary(tmp_path / "results").read_text()
+    assert "| trimodal | 1 |" in summary, "the paper table holds the main training's row only"
+    assert "## Each modality set trained alone" in summary and "### On text alone" in summary
+    assert "| text_only | trimodal | 12 (1) | -0.250 |" in summary.split("## Paired comparisons on complete data")[1]
+    on_text = summary.split("### On text alone")[1]
+    assert "| trimodal | 0.500 ± 0.000 / 91.7 ± 0.0 | – |" in summary and "| text_only | 0.250 ± 0.000 / " in summary
+    assert "| text_only | trimodal | 12 (1) | -0.250 |" in on_text, "against the one trained on text"
 
 
 @pytest.mark.parametrize("sets, message", [([["text", "audio", "vision"]], "every modality"),
@@ -431,6 +439,8 @@ def test_demo_grid_end_to_end(tmp_path, monkeypatch):
     ids = [json.loads(line)["id"] for line in predictions.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == rows[0]["n_samples"]
     assert (tmp_path / "results" / "summary.md").is_file()
+    described = json.loads((tmp_path / "results" / "data.json").read_text())
+    assert described["feature_set"] == "mosi_unaligned_50" and described["samples"]["test"] == rows[0]["n_samples"]
     main(args)                                       # everything finished: nothing is redone
     assert read_jsonl(tmp_path / "results" / ROWS_FILE) == rows
 

@@ -97,8 +97,8 @@ class MDF(FeatureModel):
       masked ids. A trainable pooler (dropout, Linear, tanh, as BERT's pooler) maps the result
       into the `dim`-wide text space, standing in for fine-tuning.
     - Audio/vision: standardised per dimension with training-set statistics
-      (`FeatureStandardizer`), then one-layer BiLSTMs (64 per direction), final states of both directions,
-      then two-layer GELU MLP mappers into the text space.
+      (`FeatureStandardizer`), then one-layer BiLSTMs (64 per direction), their outputs averaged over the
+      real steps (`BiLSTMEncoder`'s default "mean" pooling), then two-layer GELU MLP mappers into the text space.
     - Extractor: two-layer GELU MLP on mapped audio; sound = mapped audio - extractor output.
       Vision is used as mapped (the summary decouples audio only).
     - Predictor: one two-layer GELU MLP shared by the fused, unimodal and extracted inputs.

@@ -175,7 +175,7 @@ def _selected(contenders: list[Any], only: list[str] | None) -> list[Any]:
 def _finish_comparison(args: argparse.Namespace, results: Path, data: Any, counts: dict[str, int],
                        seconds: float) -> None:
     """The main process's files after the grid: the command line, the skipped samples, the report."""
-    from omni_msa.compare.report import SKIPPED_FILE, write_summary
+    from omni_msa.compare.report import DATA_FILE, SKIPPED_FILE, write_summary
     from omni_msa.files import atomic_write_text, write_json
 
     atomic_write_text(results / "command.txt", args.invocation + "\n")
@@ -184,6 +184,7 @@ def _finish_comparison(args: argparse.Namespace, results: Path, data: Any, count
     if data.reader_errors:
         print(f"{len(data.reader_errors)} invalid samples skipped by the readers (listed in the summary)")
     write_json(results / SKIPPED_FILE, data.reader_errors)
+    write_json(results / DATA_FILE, data.describe())
     if not args.no_report:
         print(f"summary: {write_summary(results)}")
 

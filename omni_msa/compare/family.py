@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from omni_msa.data.feature_files import feature_set_of
 from omni_msa.data.fingerprint import DataFingerprint, data_fingerprint
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import Sample
@@ -48,6 +49,16 @@ class SharedData:
     @property
     def eval_samples(self) -> list[Sample]:
         return self.samples[self.evaluate_on]
+
+    def describe(self) -> dict[str, Any]:
+        """What the rows were computed on, for the report: dataset, split, samples per split, the
+        feature set the feature models read, the content fingerprint."""
+        spec = (feature_set_of(self.features, dataset=self.dataset, feature_set=self.feature_set,
+                               layout=self.features_layout, manifest=self.features_manifest)
+                if self.features else None)
+        return {"dataset": self.dataset, "evaluate_on": self.evaluate_on,
+                "samples": {split: len(samples) for split, samples in self.samples.items()},
+                "feature_set": spec.name if spec else None, "fingerprint": self.fingerprint.digest}
 
     @property
     def fingerprint(self) -> DataFingerprint:

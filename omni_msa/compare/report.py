@@ -5,7 +5,11 @@
                   discriminative MAE and latency ratios (the published claim is "not testable"
                   when the generative readout parses fewer than 95 % of its complete-data
                   answers), parse statuses, robustness tables, and the samples the readers
-                  skipped; a table whose rows were scored on different samples says so
+                  skipped; a table whose rows were scored on different samples says so; then
+                  `omni_msa.compare.findings`: every pair of models with paired bootstrap
+                  intervals, the per-modality-set rows and which modality dominates, the
+                  models that read one set on exactly it, and the published figures of the
+                  feature set (`data.json`, written by the grid, names it)
     *.png         MAE against the inter and intra rate (band = seed spread), bars per retention
                   mode, latency per model
 """
@@ -20,12 +24,31 @@ from typing import Any
 
 import numpy as np
 
+from omni_msa.compare.findings import (
+    dominance_table,
+    modality_set_table,
+    pairwise_table,
+    published_table,
+    set_groups,
+    split_rows,
+)
 from omni_msa.compare.grid import ROWS_FILE
 from omni_msa.datasets import get_dataset
+from omni_msa.feature_sets import FeatureSetSpec, get_feature_set
 from omni_msa.files import atomic_write_text, read_json, read_jsonl
-from omni_msa.report import _pyplot, aggregate, caption, dedupe, protocol_kind, with_sample_set_note, write_report
+from omni_msa.report import (
+    MODE_ORDER,
+    _pyplot,
+    aggregate,
+    caption,
+    dedupe,
+    protocol_kind,
+    with_sample_set_note,
+    write_report,
+)
 
 SKIPPED_FILE = "skipped_samples.json"
+DATA_FILE = "data.json"          # what the rows were computed on (`SharedData.describe`), written by the grid
 # below this share of parsed complete-data answers the generative readout's MAE is mostly the fallback's
 MIN_PARSED_SHARE = 0.95
 
@@ -274,24 +297,65 @@ def _header(rows: Sequence[Mapping[str, Any]], results_dir: Path) -> list[str]:
     return lines
 
 
+def _feature_set(results_dir: Path) -> FeatureSetSpec | None:
+    """The feature set the classic models read, as the grid recorded it (None: none, or not recorded)."""
+    path = results_dir / DATA_FILE
+    name = read_json(path).get("feature_set") if path.is_file() else None
+    return get_feature_set(name) if name else None
+
+
+def _paired(title: str, groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """A pairwise section, or a note naming the models whose rows hold no per-sample predictions."""
+    if len(groups) < 2:
+        return []
+    lacking = [m for m, g in groups.items() if not all(r.get("per_sample") for r in g)]
+    if lacking:
+        return [title, "", f"Not computed: the rows of {', '.join(lacking)} hold no per-sample predictions (written "
+                           "before rows recorded them); run the grid again for them.", ""]
+    return [title, "", pairwise_table(groups)]
+
+
+def comparative_sections(rows: Sequence[Mapping[str, Any]], feature_set: FeatureSetSpec | None) -> list[str]:
+    """Paired comparisons on complete data, the per-modality-set rows (which modality dominates), the
+    models that read one set compared on exactly it, and the feature set's published figures."""
+    main, by_set = split_rows(rows)
+    complete = complete_rows(main)
+    parts = _paired("## Paired comparisons on complete data", {m: [r for r in complete if r["model"] == m]
+                                                               for m in models(complete)})
+    if by_set:
+        parts += ["## Each modality set trained alone", "", modality_set_table(rows)]
+        dominance = dominance_table(rows)
+        parts += ["### Which modality dominates", "", dominance] if dominance else []
+        for modality_set in MODE_ORDER[:-1]:
+            groups = set_groups(rows, modality_set)
+            if any(marked for _, marked in groups.values()):
+                parts += _paired(f"### On {modality_set} alone: every model that read it, paired",
+                                 {m: g for m, (g, _) in groups.items()})
+    if feature_set is not None and feature_set.published:
+        parts += [f"## Published figures on `{feature_set.name}`", "", published_table(rows, feature_set)]
+    return parts
+
+
 def write_summary(results_dir: str | Path) -> Path:
     """Write summary.md and the plots into `results_dir` from its runs.jsonl (and the samples the
     readers skipped, from skipped_samples.json when the grid wrote one)."""
     results_dir = Path(results_dir)
-    rows = dedupe(read_jsonl(results_dir / ROWS_FILE))
-    if not rows:
+    every_row = dedupe(read_jsonl(results_dir / ROWS_FILE))
+    if not every_row:
         raise ValueError(f"{results_dir / ROWS_FILE}: no rows")
     skipped_file = results_dir / SKIPPED_FILE
     reader_errors = read_json(skipped_file) if skipped_file.is_file() else []
+    rows = split_rows(every_row)[0]           # the main training; modality-set rows have their own sections
     dataset = rows[0]["dataset"]
     complete = complete_rows(rows)
-    parts = _header(rows, results_dir)
+    parts = _header(every_row, results_dir)
     if complete:
         parts += ["## Complete data", "", paper_table(complete)]
         parts += ["## Efficiency", "", "_Latency: forward (discriminative, classic) or forward plus greedy "
                   "decoding (generative) per sample, batched, warm-up excluded; train wall time and peak "
                   "memory (peak RSS on CPU, CUDA max allocated on GPU) per training run and per scoring pass._", "",
                   efficiency_table(complete)]
+    parts += comparative_sections(every_row, _feature_set(results_dir))
     ratios = ratio_section(rows)
     if ratios:
         parts += ["## Generative vs discriminative readout", "", ratios]

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from omni_msa.data.mmsa import read_mmsa_pickle
-from omni_msa.data.npz_features import manifest_for, read_npz_features
+from omni_msa.data.npz_features import manifest_for, npz_feature_set, read_npz_features
 from omni_msa.data.record import SPLITS, DataError, LoadResult
+from omni_msa.feature_sets import FeatureSetSpec, feature_set_for
 
 KINDS: dict[str, str] = {".pkl": "an MMSA feature pickle", ".npz": "a features.npz with its manifest"}
 
@@ -47,3 +48,11 @@ def read_feature_file(path: str | Path, *, dataset: str, feature_set: str | None
                         "feature set", field="layout", source=path)
     return read_npz_features(path, manifest, dataset=dataset, feature_set=feature_set, splits=splits,
                              skip_invalid=skip_invalid)
+
+
+def feature_set_of(path: str | Path, *, dataset: str, feature_set: str | None = None, layout: str | None = None,
+                   manifest: str | Path | None = None) -> FeatureSetSpec:
+    """The feature set `read_feature_file` checks the file against (without reading its features)."""
+    if feature_manifest(path, manifest) is None:
+        return feature_set_for(dataset, path, feature_set=feature_set, layout=layout)
+    return npz_feature_set(path, dataset=dataset, feature_set=feature_set)

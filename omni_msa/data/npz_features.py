@@ -105,6 +105,13 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def npz_feature_set(path: str | Path, *, dataset: str, feature_set: str | None = None) -> FeatureSetSpec:
+    """The feature set `read_npz_features` checks a file against, reading only the name it stores."""
+    with np.load(path, allow_pickle=False) as stored:
+        name = {FEATURE_SET_KEY: stored[FEATURE_SET_KEY]} if FEATURE_SET_KEY in stored.files else {}
+    return _feature_set(name, dataset, Path(path), feature_set)
+
+
 def _feature_set(arrays: dict[str, np.ndarray], dataset: str, path: Path, name: str | None) -> FeatureSetSpec:
     """`name`, else the set the file names, else the dataset's default for the file name."""
     stored = arrays.get(FEATURE_SET_KEY)

@@ -12,11 +12,12 @@ from __future__ import annotations
 from omni_msa.feature_sets.base import (
     LAYOUTS,
     FeatureSetSpec,
+    PublishedResult,
     feature_set_for,
     feature_set_names,
     get_feature_set,
     register_feature_set,
 )
 
-__all__ = ["LAYOUTS", "FeatureSetSpec", "feature_set_for", "feature_set_names", "get_feature_set",
+__all__ = ["LAYOUTS", "FeatureSetSpec", "PublishedResult", "feature_set_for", "feature_set_names", "get_feature_set",
            "register_feature_set"]

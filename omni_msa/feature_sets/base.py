@@ -15,6 +15,20 @@ LAYOUTS: tuple[str, ...] = ("aligned", "unaligned")
 
 
 @dataclass(frozen=True)
+class PublishedResult:
+    """A published figure on this feature set, for the comparison report to set ours beside."""
+
+    source: str
+    """Who and which model, e.g. "Poria et al. 2017, SVM per utterance"."""
+    metric: str
+    """What `values` measure, e.g. "binary accuracy (%)"."""
+    values: Mapping[str, float]
+    """Per modality set name (`text`, `audio+vision`, `text+audio+vision`, ...)."""
+    note: str = ""
+    """Where it was measured, when that differs from our split."""
+
+
+@dataclass(frozen=True)
 class FeatureSetSpec:
     """What one feature set holds, per modality (`text`, `audio`, `vision`)."""
 
@@ -32,6 +46,8 @@ class FeatureSetSpec:
     """Every modality has the same steps (word-aligned sequences, or one vector per utterance)."""
     file_name: str | None = None
     """The name the set is published under (MMSA: `unaligned_50.pkl`), to tell a file's set from its name."""
+    published: tuple[PublishedResult, ...] = ()
+    """Published results on this set, which the comparison report shows beside its own."""
 
     def __post_init__(self) -> None:
         where = f"feature set {self.name!r}"
