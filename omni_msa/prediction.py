@@ -27,7 +27,7 @@ import math
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -50,6 +50,7 @@ class Predicted(Protocol):
     values: torch.Tensor
     statuses: list[str]
     texts: list[str] | None
+    extra: dict[str, torch.Tensor] | None
 
 
 class PredictionOutOfMemory(RuntimeError):
@@ -69,6 +70,7 @@ class SampleResult:
     present: tuple[str, ...]
     intra: dict[str, float]
     batch_size: int  # the size of the batch it was predicted in (1 after a per-sample retry)
+    extra: dict[str, float] = field(default_factory=dict)  # the readout's per-sample extras (`Predictions.extra`)
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,8 @@ def _outcome(batch: list[tuple[int, PreparedSample]], out: Predicted, latency_ms
             continue
         results.append(SampleResult(index=index, id=item.id, pred=value, status=out.statuses[j],
                                     latency_ms=latency_ms, generated=out.texts[j] if out.texts is not None else None,
-                                    present=tuple(item.present), intra=dict(item.intra), batch_size=len(batch)))
+                                    present=tuple(item.present), intra=dict(item.intra), batch_size=len(batch),
+                                    extra={k: float(v[j]) for k, v in (out.extra or {}).items()}))
     return BatchOutcome(results=results, errors=errors)
 
 

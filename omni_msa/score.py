@@ -96,6 +96,7 @@ def _score_batch(outcome: BatchOutcome, prepared: list[PreparedSample], writer: 
         }
         if result.generated is not None:
             row["generated"] = result.generated
+        row.update(result.extra)
         writer.write(row)
     return len(outcome.results)
 
@@ -187,4 +188,4 @@ class Scorer:
         device = next(self.assembled.readout.parameters()).device
         result = predict_samples(self.assembled, [item], 1, device).complete()[0]
         return {"pred": result.pred, "status": result.status, "present": list(result.present),
-                "generated": result.generated}
+                "generated": result.generated, **result.extra}

@@ -25,6 +25,7 @@ class ReadoutSettings:
     loss: Literal["mse", "l1", "huber"] = "huber"
     max_new_tokens: int = 6                   # decoding budget of readouts that write the score
     unparsable_fallback: float = 0.0          # the prediction of an answer that does not parse
+    statistic: Literal["median", "mean"] = "median"  # what readouts with a distribution over answers predict
 
     def __post_init__(self) -> None:
         get_readout(self.kind)
@@ -32,6 +33,8 @@ class ReadoutSettings:
             raise ValueError(f"head {self.head!r}: expected 'linear' or 'mlp'")
         if self.loss not in ("mse", "l1", "huber"):
             raise ValueError(f"loss {self.loss!r}: expected 'mse', 'l1' or 'huber'")
+        if self.statistic not in ("median", "mean"):
+            raise ValueError(f"statistic {self.statistic!r}: expected 'median' or 'mean'")
 
     @property
     def entry(self) -> ReadoutEntry:
@@ -43,6 +46,9 @@ class Predictions:
     values: torch.Tensor
     statuses: list[str]
     texts: list[str] | None = None
+    extra: dict[str, torch.Tensor] | None = None
+    """Per-sample numbers beyond the prediction (a distribution's std, the probability mass it
+    held), one value per sample each; written beside the prediction in the per-sample rows."""
 
 
 @dataclass(frozen=True)
@@ -64,15 +70,16 @@ class ReadoutEntry:
     with_answers: bool = False    # training batches carry the answer text (teacher forcing)
     parsed: bool = False          # predictions carry parse statuses (ok / unparsable / out_of_range)
     uses_lm_head: bool = False    # computes vocabulary logits (the dry-run memory plan counts them)
+    reads: str | None = None      # scores the model another readout trains (its training is reused)
 
 
 READOUTS: Registry[ReadoutEntry] = Registry("readout", "omni_msa.readouts")
 
 
-def register_readout(name: str, **flags: bool) -> Callable[[Callable[[ReadoutContext], nn.Module]],
+def register_readout(name: str, **flags: Any) -> Callable[[Callable[[ReadoutContext], nn.Module]],
                                                            Callable[[ReadoutContext], nn.Module]]:
     """Decorator registering a builder `ReadoutContext -> readout module` under `name`, with the
-    `ReadoutEntry` flags (`trained`, `with_answers`, `parsed`, `uses_lm_head`)."""
+    `ReadoutEntry` fields (`trained`, `with_answers`, `parsed`, `uses_lm_head`, `reads`)."""
     def decorate(build: Callable[[ReadoutContext], nn.Module]) -> Callable[[ReadoutContext], nn.Module]:
         READOUTS.register(name, ReadoutEntry(name=name, build=build, **flags))
         return build
