@@ -59,6 +59,9 @@ class ClassicContender:
         train = {k: v for k, v in self.run_config.train.items() if k != "train_protocol"}
         return with_data({"model": self.run_config.model, "train": train}, data, features=True)
 
+    def training(self, data: SharedData) -> tuple[str, dict[str, Any]]:
+        return self.name, self.settings(data)
+
     def _samples(self, data: SharedData) -> dict[str, list[Sample]]:
         """Feature samples per split, restricted to the ids of the comparison's samples (read again
         when the data changed)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,30 @@ from omni_msa.scoring_io import PredictionWriter, merge_shards, metrics_path_for
 logger = logging.getLogger(__name__)
 
 
-def load_scorer(checkpoint: str | Path) -> tuple[Assembled, OmniRunConfig]:
-    """Rebuild the readout a checkpoint was trained with and load its trained weights."""
+def scorer_config(checkpoint: str | Path, readout: str | Mapping[str, Any] | None = None) -> OmniRunConfig:
+    """The run config a checkpoint is scored with: the one it was trained with, or with `readout` (a
+    name, or readout settings with its `kind`), a readout that reads the model this checkpoint's readout
+    trains (its `reads`), e.g. constrained decoding over a supervised generative checkpoint. A readout
+    that reads another model is a ValueError."""
     raw = read_config(Path(checkpoint))
     for written_by_training in ("trainable", "data_fingerprint"):
         raw.pop(written_by_training, None)
-    cfg = config_from_dict(raw, where=str(Path(checkpoint) / CONFIG_FILE))
+    trained_by = raw["readout"]["kind"]
+    settings = {"kind": readout} if isinstance(readout, str) else dict(readout or {})
+    kind = settings.get("kind", trained_by)
+    if kind != trained_by and get_readout(kind).reads != trained_by:
+        readers = [n for n in readout_names() if get_readout(n).reads == trained_by]
+        raise ValueError(f"{checkpoint} was trained by the {trained_by!r} readout; {kind!r} reads "
+                         f"{get_readout(kind).reads!r}'s model (readouts that read this one: {readers or 'none'})")
+    raw["readout"] = {**raw["readout"], **settings}
+    return config_from_dict(raw, where=str(Path(checkpoint) / CONFIG_FILE))
+
+
+def load_scorer(checkpoint: str | Path, readout: str | Mapping[str, Any] | None = None
+                ) -> tuple[Assembled, OmniRunConfig]:
+    """Rebuild the readout a checkpoint was trained with (or `readout`, see `scorer_config`) and load
+    its trained weights."""
+    cfg = scorer_config(checkpoint, readout)
     assembled = assemble(cfg)
     load_weights(Path(checkpoint), assembled.readout)
     assembled.readout.eval()

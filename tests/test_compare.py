@@ -93,6 +93,9 @@ class CountingContender:
     def settings(self, data=None):
         return with_data({"offset": self.offset}, data, features=False)
 
+    def training(self, data):
+        return self.name, self.settings(data)
+
     def fit(self, seed, train_protocol, run_dir, data):
         self.fits.append(seed)
         self.trained_on.append((seed, train_protocol.label))

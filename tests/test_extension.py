@@ -72,6 +72,19 @@ class MeanPoolReadout(nn.Module):
 
 
 register_readout(READOUT)(MeanPoolReadout)
+READER = "mean_pool_plus_one_ext"
+
+
+class PlusOneReader(MeanPoolReadout):
+    """Reads the model the mean-pool readout trains, one point higher: shows which model it scores."""
+
+    @torch.no_grad()
+    def predict(self, batch) -> Predictions:
+        values = self.scores(batch).cpu() + 1.0
+        return Predictions(values=values, statuses=["ok"] * len(values))
+
+
+register_readout(READER, reads=READOUT)(PlusOneReader)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +173,29 @@ def test_test_defined_extensions_run_through_the_grid_and_the_report(llama_dir, 
     assert table[0] == "| Model | n | scored samples (errors) | MAE | RMSE | Within 0.5 |", table[0]
     assert any(line.startswith(f"| {READOUT} | 1 | 16 (0) |") for line in table), table
     assert run_grid(cfg, omni_contenders(cfg), data) == {"written": 0, "skipped": 4}
+
+
+def test_a_readout_that_reads_another_ones_model_reuses_its_training(llama_dir, manifest, tmp_path):
+    from omni_msa.compare.config import compare_config_from_dict
+    from omni_msa.compare.grid import prepare_data, run_grid
+    from omni_msa.compare.omni_family import omni_contenders
+    from omni_msa.files import read_jsonl
+    from omni_msa.score import load_scorer
+
+    base = run_config_dict(llama_dir, tmp_path, manifest)
+    raw = {"output_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results"), "dataset": DATASET,
+           "data": {"train": str(manifest), "valid": str(manifest)}, "evaluate_on": "valid", "seeds": [0],
+           "omni": {"base": {k: base[k] for k in ("backbone", "lora", "optim")}, "readouts": [READER, READOUT]}}
+    cfg = compare_config_from_dict(raw)
+    assert run_grid(cfg, omni_contenders(cfg), prepare_data(cfg, multimodal=False)) == {"written": 2, "skipped": 0}
+    runs = sorted(p.parent.parent.parent.name for p in (tmp_path / "runs" / "runs").rglob("train_summary.json"))
+    assert len(runs) == 1 and runs[0].startswith(READOUT + "-"), "one training, in the read readout's run"
+    rows = {r["model"]: r for r in read_jsonl(tmp_path / "results" / "runs.jsonl")}
+    preds = {model: np.array(row["per_sample"]["preds"]) for model, row in rows.items()}
+    assert np.allclose(preds[READER], preds[READOUT] + 1, atol=1e-4), "the reader scores the trained model"
+    checkpoint = rows[READOUT]["checkpoint"]
+    with pytest.raises(ValueError, match=f"trained by the '{READOUT}' readout; 'discriminative' reads None"):
+        load_scorer(checkpoint, "discriminative")
+    raw["omni"]["readouts"] = [READOUT, {"name": READER, "overrides": {"optim": {"lr": 1.0}}}]
+    with pytest.raises(ValueError, match="scores the model the 'mean_pool_ext' readout trains"):
+        compare_config_from_dict(raw)

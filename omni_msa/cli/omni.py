@@ -57,8 +57,10 @@ def add_score(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--backbone", help="zero-shot generative scoring with this backbone (path, hub id, 'smollm2')")
     parser.add_argument("--kind", default="qwen2_5_omni_thinker", type=registered("omni_msa.backbones:backbone_names"),
                         help="a registered backbone kind (omni_msa.backbones)")
-    parser.add_argument("--readout", default="generative_zero_shot", type=registered("omni_msa.readouts:readout_names"),
-                        help="with --backbone: an untrained (zero-shot) readout")
+    parser.add_argument("--readout", type=registered("omni_msa.readouts:readout_names"),
+                        help="with --backbone: an untrained (zero-shot) readout (default generative_zero_shot); with "
+                             "--checkpoint: a readout that reads the model it holds, e.g. generative_constrained over "
+                             "a generative checkpoint (default: the checkpoint's own)")
     parser.add_argument("--quantization", default="none", choices=["none", "8bit", "4bit"])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--dataset", default=None, type=registered("omni_msa.datasets:dataset_names"),
@@ -80,7 +82,7 @@ def _zero_shot_config(args: argparse.Namespace, dataset: str) -> Any:
 
     # output_dir holds the media cache of a multimodal backbone: beside the predictions, not in the working directory
     return check_zero_shot(OmniRunConfig(output_dir=str(Path(args.out).parent), backbone=backbone, data=data,
-                                         readout=ReadoutSettings(kind=args.readout)))
+                                         readout=ReadoutSettings(kind=args.readout or "generative_zero_shot")))
 
 
 def _checkpoint_dataset(checkpoint: str) -> str:
@@ -103,10 +105,12 @@ def run_score(args: argparse.Namespace) -> None:
     protocol = missingness_protocol(args)
     with user_input():
         zero_shot_cfg = None if args.checkpoint else _zero_shot_config(args, dataset)
-    from omni_msa.score import load_scorer, score_file, zero_shot_scorer
+    from omni_msa.score import load_scorer, score_file, scorer_config, zero_shot_scorer
 
     if args.checkpoint:
-        assembled, cfg = load_scorer(args.checkpoint)
+        with user_input():
+            scorer_config(args.checkpoint, args.readout)
+        assembled, cfg = load_scorer(args.checkpoint, args.readout)
     else:
         assembled, cfg = zero_shot_scorer(zero_shot_cfg), zero_shot_cfg
     summary = score_file(assembled, cfg, loaded.samples, args.out, protocol=protocol,

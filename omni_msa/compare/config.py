@@ -236,6 +236,9 @@ def check_readout_overrides(readout: ReadoutSpec) -> None:
             raise ValueError(f"{where}: expected a mapping")
         if section == "optim" and "seed" in value:
             raise ValueError(f"{where}: seeds come from the comparison's `seeds`")
+        if section == "optim" and get_readout(readout.name).reads:
+            raise ValueError(f"{where}: it scores the model the {get_readout(readout.name).reads!r} readout trains, "
+                             "so that readout's optimisation is its own; override it there")
         if section == "readout" and "kind" in value:
             raise ValueError(f"{where}: the readout kind follows from its name")
 

@@ -161,6 +161,10 @@ class Contender(Protocol):
         """Everything that defines this contender (goes into the row and its fingerprint); with
         `data`, its fingerprint too (`with_data`)."""
 
+    def training(self, data: SharedData) -> tuple[str, dict[str, Any]]:
+        """(name, settings) of the run its fit trains or reuses (its own, or the run of the contender
+        whose model it scores): they name the run directory, so contenders that read one model share it."""
+
     def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:
         """Train (or reuse a finished run in `run_dir`), selecting on valid under
         `train_protocol.selection_protocol`; resumes an interrupted one."""

@@ -48,10 +48,11 @@ def run_key(contender: Contender, data: SharedData, seed: int, train: Missingnes
 
 
 def run_dir(cfg: CompareConfig, contender: Contender, data: SharedData, seed: int, train: MissingnessProtocol) -> Path:
-    """Where a contender trains for one seed and training protocol; the settings fingerprint in
-    its name covers the data, so a run on other data never resumes this one."""
-    return (Path(cfg.output_dir) / "runs" / f"{contender.name}-{fingerprint(contender.settings(data))}"
-            / f"train-{slug(train.label)}" / f"seed{seed}")
+    """Where a contender trains (or finds the training it reads) for one seed and training protocol;
+    the settings fingerprint in its name covers the data, so a run on other data never resumes this one."""
+    name, settings = contender.training(data)
+    return (Path(cfg.output_dir) / "runs" / f"{name}-{fingerprint(settings)}" / f"train-{slug(train.label)}"
+            / f"seed{seed}")
 
 
 def training_plan(cfg: CompareConfig, contender: Contender, plan: int, seed: int
@@ -174,7 +175,8 @@ def run_grid(cfg: CompareConfig, contenders: Sequence[Contender], data: SharedDa
                 for key, protocol in todo:
                     started = time.perf_counter()
                     reset_peak_memory()
-                    out_path = directory / "eval" / f"{slug(protocol.label)}.jsonl"
+                    # per contender: contenders that read one model share its run directory
+                    out_path = directory / "eval" / contender.name / f"{slug(protocol.label)}.jsonl"
                     result = contender.evaluate(fit, protocol, data, out_path)
                     if result is None or not is_main_process:
                         continue

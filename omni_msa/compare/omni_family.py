@@ -49,6 +49,10 @@ class OmniReadout:
         self.raw["readout"] = {**self.raw.get("readout", {}), "kind": spec.name}
         self.eval_protocols = cfg.omni.eval_protocols
         self.modalities = MODALITIES if BackboneConfig(**self.raw["backbone"]).spec.multimodal else ("text",)
+        reads = get_readout(spec.name).reads
+        # a readout that scores the model another one trains: that one's training, as this comparison configures it
+        self.trainer = (OmniReadout(next((r for r in cfg.readouts if r.name == reads), ReadoutSpec(reads)), cfg)
+                        if reads and not spec.zero_shot else None)
         self._loaded: tuple[str, Any, OmniRunConfig] | None = None
         self._zero_shot_cfg: OmniRunConfig | None = None
 
@@ -59,7 +63,16 @@ class OmniReadout:
             settings.pop("optim", None)
         else:
             settings["checkpoint"] = self.checkpoint_choice
+        if self.trainer is not None:
+            settings["optim"] = copy.deepcopy(self.trainer.raw.get("optim", {}))
+            settings["trained_by"] = self.trainer.name
         return with_data(settings, data, features=False)
+
+    def training(self, data: SharedData) -> tuple[str, dict[str, Any]]:
+        """The run this contender's fit trains or reuses: its own, or that of the readout it reads."""
+        if self.trainer is not None:
+            return self.trainer.training(data)
+        return self.name, self.settings(data)
 
     def run_config(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path,
                    data: SharedData) -> OmniRunConfig:
@@ -74,6 +87,8 @@ class OmniReadout:
         return config_from_dict(raw)
 
     def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:
+        if self.trainer is not None:
+            return self.trainer.fit(seed, train_protocol, run_dir, data)
         cfg = self.run_config(seed, train_protocol, run_dir, data)
         device = str(process_device())
         if self.spec.zero_shot:
@@ -103,7 +118,7 @@ class OmniReadout:
                     raise RuntimeError(f"{self.name}: evaluate() before fit()")
                 assembled, cfg = zero_shot_scorer(self._zero_shot_cfg), self._zero_shot_cfg
             else:
-                assembled, cfg = load_scorer(fit.checkpoint)
+                assembled, cfg = load_scorer(fit.checkpoint, self.raw["readout"])
             self._warm_up(assembled, data)
             self._loaded = (key, assembled, cfg)
         return self._loaded[1], self._loaded[2]
