@@ -52,11 +52,24 @@ class DataSettings:
     max_train_samples: int | None = None
     """Use only the first N training samples (a quick run)."""
     max_valid_samples: int | None = None
+    dev_fraction: float | None = None
+    """Select (best checkpoint, early stopping) on a dev split of this share of the training videos,
+    carved from `train` by video id (`omni_msa.data.splits.carve_dev`), instead of on `valid`; valid
+    is then only reported on, so its figures are not selected on themselves. None: select on valid."""
+    dev_seed: int = 0
+    """Which videos the dev split takes (a hash of seed and video id): fixed across training seeds."""
 
     def __post_init__(self) -> None:
         label_range(self.dataset)
         if self.synthetic_n is None and (self.train is None or self.valid is None):
             raise ValueError("data needs `train` and `valid` manifests, or `synthetic_n`")
+        if self.dev_fraction is not None and not 0.0 < self.dev_fraction < 1.0:
+            raise ValueError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
+
+    @property
+    def selection_split(self) -> str:
+        """The split the best checkpoint is chosen on: "dev" (carved from train) or "valid"."""
+        return "valid" if self.dev_fraction is None else "dev"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from omni_msa.config import OmniRunConfig
 from omni_msa.data.batching import group_batches
 from omni_msa.data.fingerprint import data_fingerprint
 from omni_msa.data.record import DataError, Sample
-from omni_msa.data.splits import read_split
+from omni_msa.data.splits import carve_dev, read_split
 from omni_msa.data.synthetic import make_synthetic
 from omni_msa.datasets import get_dataset
 from omni_msa.files import write_json
@@ -60,8 +60,9 @@ class TrainerState:
 
 
 def load_samples(cfg: OmniRunConfig) -> tuple[list[Sample], list[Sample], list[DataError]]:
-    """Train and valid samples, and the invalid ones the readers skipped (only with
-    `data.skip_invalid`; otherwise the first invalid sample stops the run)."""
+    """Train samples, the samples the run selects on (valid, or the dev split carved from train with
+    `data.dev_fraction`), and the invalid ones the readers skipped (only with `data.skip_invalid`;
+    otherwise the first invalid sample stops the run)."""
     data = cfg.data
     if data.synthetic_n is not None:
         samples = make_synthetic(data.synthetic_n, Path(cfg.output_dir) / "synthetic", seed=data.synthetic_seed,
@@ -73,6 +74,8 @@ def load_samples(cfg: OmniRunConfig) -> tuple[list[Sample], list[Sample], list[D
         train, train_skipped = read_split(data.train, "train", data.dataset, data.skip_invalid)
         valid, valid_skipped = read_split(data.valid, "valid", data.dataset, data.skip_invalid)
         skipped = train_skipped + (valid_skipped if Path(data.valid) != Path(data.train) else [])
+    if data.dev_fraction is not None:
+        train, valid = carve_dev(train, data.dev_fraction, data.dev_seed)
     return train[:data.max_train_samples], valid[:data.max_valid_samples], skipped
 
 
@@ -80,10 +83,15 @@ def run_data_fingerprint(cfg: OmniRunConfig) -> dict[str, Any]:
     """What the model was trained and selected on: the manifests' content, or the synthetic spec."""
     data = cfg.data
     if data.synthetic_n is not None:
-        return data_fingerprint(data.dataset, "valid", synthetic={"n": data.synthetic_n, "seed": data.synthetic_seed,
-                                                                   "shape": data.dataset}).to_dict()
+        spec = {"n": data.synthetic_n, "seed": data.synthetic_seed, "shape": data.dataset}
+        return data_fingerprint(data.dataset, "valid", synthetic=spec, **dev_options(data)).to_dict()
     return data_fingerprint(data.dataset, "valid", manifests={"train": data.train, "valid": data.valid},
-                            skip_invalid=data.skip_invalid).to_dict()
+                            skip_invalid=data.skip_invalid, **dev_options(data)).to_dict()
+
+
+def dev_options(data: Any) -> dict[str, Any]:
+    """The dev-split settings that decide which samples are trained and selected on (none without one)."""
+    return {} if data.dev_fraction is None else {"dev_fraction": data.dev_fraction, "dev_seed": data.dev_seed}
 
 
 def process_shard(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
@@ -334,7 +342,8 @@ class TrainingRecipe:
         best = next((r for r in state.history if r["split"] == "valid" and r["step"] == state.best_step), {})
         summary = {
             "readout": self.cfg.readout.kind, "seed": self.opt.seed, "steps": state.global_step,
-            "selection_metric": self.dataset.selection_metric, "best_valid": state.best_value,
+            "selection_metric": self.dataset.selection_metric, "selected_on": self.cfg.data.selection_split,
+            "best_valid": state.best_value,
             "best_valid_mae": best.get("mae"), "best_step": state.best_step, "stopped_early": stopped_early,
             "trainable": self.assembled.trainable, "peak_memory_mb": peak_memory_mb(),
             "peak_memory_scope": peak_memory_scope(),

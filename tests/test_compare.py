@@ -50,6 +50,8 @@ def test_readouts_with_different_backbone_or_lora_are_refused(tmp_path, section,
     ({"prompt": {"instruction": "x"}}, "may override only"),
     ({"optim": {"seed": 3}}, "seeds come from"),
     ({"readout": {"kind": "discriminative"}}, "kind follows from its name"),
+    ({"optim": {"epochs": 9, "lr": 1e-3}}, r"\['epochs'\]: the convergence rule"),
+    ({"optim": {"early_stopping_patience": 2}}, "the convergence rule"),
 ])
 def test_other_uncontrolled_overrides_are_refused(tmp_path, overrides, message):
     raw = comparison(tmp_path)
@@ -442,6 +444,9 @@ def test_demo_grid_end_to_end(tmp_path, monkeypatch):
     ids = [json.loads(line)["id"] for line in predictions.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == rows[0]["n_samples"]
     assert (tmp_path / "results" / "summary.md").is_file()
+    training = by_model["discriminative"][0]["training"]
+    assert training["selected_on"] == "valid" and training["curve"][-1][0] == training["train_steps"]
+    assert (tmp_path / "results" / "learning_curves.png").is_file()
     described = json.loads((tmp_path / "results" / "data.json").read_text())
     assert described["feature_set"] == "mosi_unaligned_50" and described["samples"]["test"] == rows[0]["n_samples"]
     main(args)                                       # everything finished: nothing is redone

@@ -42,6 +42,8 @@ from omni_msa.readouts import get_readout
 HARNESS_SECTIONS = ("output_dir", "data", "train_missing", "eval_missing", "media_cache_dir")
 # What one readout may change without breaking the control.
 READOUT_OVERRIDABLE = ("readout", "optim")
+# The convergence rule: the same for every readout of a comparison (set it in omni.base).
+CONVERGENCE_RULE = ("epochs", "max_steps", "eval_every_steps", "early_stopping_patience")
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,14 @@ class CompareData:
     features_layout: str | None = None
     """aligned / unaligned when an MMSA pickle's file name does not say."""
     skip_invalid: bool = False
+    dev_fraction: float | None = None
+    """The omni readouts select on a dev split of this share of the training videos, carved from train
+    by video id (`DataSettings.dev_fraction`), and `evaluate_on` is only reported on; None: on valid."""
+    dev_seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.dev_fraction is not None and not 0.0 < self.dev_fraction < 1.0:
+            raise ValueError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
         if (self.synthetic_n is None) == (self.train is None):
             raise ValueError("data needs `synthetic_n` or `train` and `valid` manifests (not both)")
         if self.train is not None and self.valid is None:
@@ -170,6 +178,9 @@ class CompareConfig:
             raise ValueError("nothing to compare: give omni.readouts and/or classic models")
         if self.classic and self.data.synthetic_n is None and self.data.features is None:
             raise ValueError("classic models need features of the same samples: set data.features")
+        if self.classic and self.data.dev_fraction is not None:
+            raise ValueError("data.dev_fraction: classic models select on valid (a dev split carved from train is "
+                             "implemented for the omni readouts only); compare them without it")
         self._check_omni()
         for i, spec in enumerate(self.train_protocols):
             build(MissingnessProtocol, spec, at=f"train_protocols[{i}]")
@@ -236,6 +247,10 @@ def check_readout_overrides(readout: ReadoutSpec) -> None:
             raise ValueError(f"{where}: expected a mapping")
         if section == "optim" and "seed" in value:
             raise ValueError(f"{where}: seeds come from the comparison's `seeds`")
+        rule = sorted(set(value) & set(CONVERGENCE_RULE)) if section == "optim" else []
+        if rule:
+            raise ValueError(f"{where} {rule}: the convergence rule {CONVERGENCE_RULE} is the same for every readout "
+                             "of a comparison; set it in omni.base")
         if section == "optim" and get_readout(readout.name).reads:
             raise ValueError(f"{where}: it scores the model the {get_readout(readout.name).reads!r} readout trains, "
                              "so that readout's optimisation is its own; override it there")

@@ -44,6 +44,8 @@ class SharedData:
     media_cache_dir: str | None = None
     reader_errors: list[dict[str, Any]] = field(default_factory=list)
     synthetic: dict[str, Any] | None = None  # the generation spec, when the samples are the built-in set
+    dev_fraction: float | None = None        # omni readouts select on a dev split carved from train
+    dev_seed: int = 0
     _fingerprint: DataFingerprint | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -81,9 +83,10 @@ class SharedData:
         manifest, features a raw-media model never reads) rescores without retraining."""
         manifests = {**{split: self.manifest.get(split) for split in ("train", "valid")},
                      **self._features_manifest(features)}
+        dev = {} if self.dev_fraction is None else {"dev_fraction": self.dev_fraction, "dev_seed": self.dev_seed}
         return data_fingerprint(self.dataset, "valid", manifests=manifests,
                                 features=self.features if features else None, synthetic=self.synthetic,
-                                skip_invalid=self.skip_invalid,
+                                skip_invalid=self.skip_invalid, **dev,
                                 features_layout=self.features_layout if features else None,
                                 feature_set=self.feature_set if features else None)
 

@@ -108,7 +108,8 @@ def prepare_data(cfg: CompareConfig, *, multimodal: bool) -> SharedData:
     return SharedData(dataset=cfg.dataset, evaluate_on=cfg.evaluate_on, manifest=paths, samples=samples,
                       features=features, features_manifest=str(features_manifest) if features_manifest else None,
                       feature_set=cfg.data.feature_set, features_layout=layout, skip_invalid=cfg.data.skip_invalid,
-                      media_cache_dir=str(out / "media_cache"), reader_errors=unique_errors, synthetic=synthetic)
+                      media_cache_dir=str(out / "media_cache"), reader_errors=unique_errors, synthetic=synthetic,
+                      dev_fraction=cfg.data.dev_fraction, dev_seed=cfg.data.dev_seed)
 
 
 def _generated_spec(marker: Path) -> Any:

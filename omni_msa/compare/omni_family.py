@@ -81,7 +81,7 @@ class OmniReadout:
         raw["output_dir"] = str(run_dir)
         raw["media_cache_dir"] = data.media_cache_dir
         raw["data"] = {"dataset": data.dataset, "train": data.manifest["train"], "valid": data.manifest["valid"],
-                       "skip_invalid": data.skip_invalid}
+                       "skip_invalid": data.skip_invalid, "dev_fraction": data.dev_fraction, "dev_seed": data.dev_seed}
         raw["train_missing"] = train_protocol.to_dict()
         raw["eval_missing"] = train_protocol.selection_protocol.to_dict()
         return config_from_dict(raw)
@@ -104,7 +104,9 @@ class OmniReadout:
         return FitInfo(checkpoint=str(checkpoint), trainable=summary["trainable"], wall_time_s=summary["wall_time_s"],
                        peak_memory_mb=summary["peak_memory_mb"], peak_memory_scope=summary.get("peak_memory_scope"),
                        extra={"train_steps": summary["steps"], "best_valid_mae": summary["best_valid_mae"],
-                              "skipped_invalid": len(summary.get("skipped_invalid", []))}, device=device)
+                              "skipped_invalid": len(summary.get("skipped_invalid", [])),
+                              "selected_on": summary.get("selected_on", "valid"), "curve": selection_curve(summary)},
+                       device=device)
 
     def _scorer(self, fit: FitInfo, data: SharedData) -> tuple[Any, OmniRunConfig]:
         """The readout to score with: the fitted checkpoint reloaded, or the bare backbone."""
@@ -166,6 +168,11 @@ class OmniReadout:
 
     def release(self) -> None:
         self._loaded = None
+
+
+def selection_curve(summary: dict[str, Any]) -> list[list[float]]:
+    """[[step, MAE], ...] of every validation on the selection split (the learning curve)."""
+    return [[row["step"], row["mae"]] for row in summary.get("history", []) if row.get("split") == "valid"]
 
 
 def omni_contenders(cfg: CompareConfig) -> list[OmniReadout]:

@@ -16,14 +16,10 @@ from typing import Any
 
 import numpy as np
 
-# MMSA ids are `<video_id>$_$<clip_id>`; an id without the separator is its own video.
-VIDEO_SEPARATOR = "$_$"
+from omni_msa.data.record import video_of
+
 BOOTSTRAP_DRAWS = 10_000
 BOOTSTRAP_SEED = 0
-
-
-def video_of(sample_id: str) -> str:
-    return sample_id.split(VIDEO_SEPARATOR, 1)[0]
 
 
 def absolute_error(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -274,6 +274,37 @@ def plot_latency(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     return path
 
 
+def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path | None:
+    """Selection-split MAE against training step per trained readout: the mean over seeds, the band
+    their range (None when no row records a curve)."""
+    curves: dict[str, dict[int, list[list[float]]]] = {}
+    for row in _one_per_seed(rows):
+        curve = (row.get("training") or {}).get("curve")
+        if curve:
+            curves.setdefault(row["model"], {})[row["seed"]] = curve
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for model, by_seed in curves.items():
+        steps = sorted(set.intersection(*({int(s) for s, _ in c} for c in by_seed.values())))
+        values = np.array([[dict((int(s), v) for s, v in c)[step] for step in steps] for c in by_seed.values()])
+        label = f"{model} ({len(by_seed)} seeds)"
+        line, = ax.plot(steps, values.mean(axis=0), marker="o", markersize=3, label=label)
+        ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    split = {(r.get("training") or {}).get("selected_on", "valid") for r in rows
+             if (r.get("training") or {}).get("curve")}
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"{'/'.join(sorted(split))} MAE (the selection split)")
+    ax.set_title("Learning curves (mean over seeds, band = their range)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
 def _header(rows: Sequence[Mapping[str, Any]], results_dir: Path) -> list[str]:
     command_file = results_dir / "command.txt"
     omni = [r for r in rows if r.get("family") == "omni"]
@@ -364,6 +395,8 @@ def write_summary(results_dir: str | Path) -> Path:
         parts += ["## Generative answers: parse statuses", "", statuses]
     report = write_report(rows, results_dir, metrics=get_dataset(dataset).curve_metrics)
     plots = report["plots"] + [plot_latency(complete or rows, results_dir / "latency.png")]
+    curves = plot_learning_curves(complete, results_dir / "learning_curves.png")
+    plots += [curves] if curves else []
     parts += ["## Under missing modalities", "", report["markdown"]]
     parts += ["## Plots", ""] + [f"- `{p.name}`" for p in plots] + [""]
     if reader_errors:

@@ -9,6 +9,13 @@ import numpy as np
 
 MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+# MMSA ids are `<video_id>$_$<clip_id>`; an id without the separator is a video of its own.
+VIDEO_SEPARATOR = "$_$"
+
+
+def video_of(sample_id: str) -> str:
+    """The video an utterance id belongs to (MMSA's `video_id$_$clip_id`)."""
+    return sample_id.split(VIDEO_SEPARATOR, 1)[0]
 
 
 class DataError(ValueError):
