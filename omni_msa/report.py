@@ -107,9 +107,10 @@ class ResultRow:
     run_key: str | None = None
     grid: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
-    per_sample: dict[str, list] | None = None
-    """{"ids", "preds", "labels"} in scoring order (predictions to 5 decimals): what paired
-    comparisons between models resample (`omni_msa.compare.paired`)."""
+    per_sample: dict[str, Any] | None = None
+    """{"ids", "preds", "labels"[, "extra": {name: values}]} in scoring order (numbers to 5 decimals):
+    what paired comparisons between models resample (`omni_msa.compare.paired`) and the uncertainty
+    section reads."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (NaN -> null), the same as the row read back from its file."""
@@ -154,9 +155,11 @@ def sample_set_note(rows: Sequence[Mapping[str, Any]]) -> str:
 def result_row(*, model: str, family: str, dataset: str, seed: int, split: str,
                train_protocol: MissingnessProtocol, evaluation: MissingnessProtocol, ids: Sequence[str],
                preds: Sequence[float], labels: Sequence[float], latency_ms: Sequence[float] | None = None,
-               statuses: Sequence[str] | None = None, **other: Any) -> dict[str, Any]:
+               statuses: Sequence[str] | None = None, extra: Mapping[str, Sequence[float]] | None = None,
+               **other: Any) -> dict[str, Any]:
     """The row of one evaluation: metrics, sample count and set, latency statistics and parse
-    statuses computed from the per-sample outcome; `other` are the other `ResultRow` fields."""
+    statuses computed from the per-sample outcome (`extra`: per-sample numbers such as a predicted
+    std, kept in `per_sample`); `other` are the other `ResultRow` fields."""
     preds, labels = np.asarray(preds, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     metrics = regression_metrics(preds, labels, dataset)
     latency = latency_summary(latency_ms) if latency_ms is not None and len(latency_ms) else None
@@ -168,7 +171,9 @@ def result_row(*, model: str, family: str, dataset: str, seed: int, split: str,
                      throughput_sps=throughput,
                      status_counts=StatusCounts.of(statuses).counts if statuses is not None else None,
                      per_sample={"ids": list(ids), "preds": [round(float(p), 5) for p in preds],
-                                 "labels": [float(y) for y in labels]},
+                                 "labels": [float(y) for y in labels],
+                                 **({"extra": {k: [round(float(v), 5) for v in values] for k, values in extra.items()}}
+                                    if extra else {})},
                      **other).to_dict()
 
 

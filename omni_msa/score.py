@@ -114,7 +114,8 @@ def _score_batch(outcome: BatchOutcome, prepared: list[PreparedSample], writer: 
         }
         if result.generated is not None:
             row["generated"] = result.generated
-        row.update(result.extra)
+        if result.extra:
+            row["extra"] = result.extra
         writer.write(row)
     return len(outcome.results)
 
@@ -206,4 +207,4 @@ class Scorer:
         device = next(self.assembled.readout.parameters()).device
         result = predict_samples(self.assembled, [item], 1, device).complete()[0]
         return {"pred": result.pred, "status": result.status, "present": list(result.present),
-                "generated": result.generated, **result.extra}
+                "generated": result.generated, "extra": result.extra}

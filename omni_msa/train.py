@@ -57,6 +57,8 @@ class TrainerState:
     evals_without_improvement: int = 0
     elapsed_s: float = 0.0          # training wall time over every call of the run, to the last checkpoint
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_residuals: list[float] = field(default_factory=list)
+    """|prediction - label| on the selection split at the best step: split-conformal calibration."""
 
 
 def load_samples(cfg: OmniRunConfig) -> tuple[list[Sample], list[Sample], list[DataError]]:
@@ -237,6 +239,7 @@ class TrainingRecipe:
         value = metrics[self.dataset.selection_metric]
         if self.dataset.is_better(value, state.best_value):
             state.best_value, state.best_step, state.evals_without_improvement = value, state.global_step, 0
+            state.best_residuals = np.round(np.abs(preds - labels), 5).tolist()
             self.save_checkpoint(self.out_dir / BEST_DIR, row, with_state=False)
         else:
             state.evals_without_improvement += 1
@@ -352,6 +355,7 @@ class TrainingRecipe:
             "skipped_invalid": [{"id": e.sample_id, "field": e.field, "reason": e.reason}
                                 for e in self.reader_skipped + self.train_errors + self.valid_errors],
             "history": state.history,
+            "best_residuals": state.best_residuals,
         }
         if self.accelerator.is_main_process:
             write_json(self.out_dir / SUMMARY_FILE, summary)

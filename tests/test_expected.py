@@ -151,7 +151,8 @@ def assert_padding_does_not_matter(readout, builder, items):
         alone = torch.cat([readout.log_probs(to_double(builder.collate([i]))) for i in items])
     assert torch.allclose(left, right, atol=1e-5) and torch.allclose(left, alone, atol=1e-5)
     out = readout.predict(to_double(builder.collate(items)))
-    assert out.statuses == ["ok"] * 4 and out.texts is None and set(out.extra) == {"std", "grid_mass"}
+    assert out.statuses == ["ok"] * 4 and out.texts is None
+    assert set(out.extra) == {"std", "grid_mass", "low80", "high80"}
     assert ((out.extra["grid_mass"] > 0) & (out.extra["grid_mass"] <= 1)).all() and (out.extra["std"] > 0).all()
     assert set(out.values.tolist()) <= set(readout.grid.values.tolist())
 
@@ -165,6 +166,7 @@ def test_statistics_of_a_known_distribution():
     assert torch.allclose(summary.std, torch.tensor([(0.1 * 3.61 + 0.3 * 0.81 + 0.2 * 0.01 + 0.4 * 1.21) ** 0.5,
                                                      1.25 ** 0.5, 0.0]))
     assert torch.allclose(summary.grid_mass, torch.full((3,), 0.5))
+    assert summary.high80.tolist() == [2.0, 2.0, 2.0] and summary.low80.tolist()[1:] == [-1.0, 2.0]
 
 
 def test_the_statistic_setting_chooses_median_or_mean(synthetic_samples):
@@ -225,4 +227,4 @@ def test_raft_trains_and_scores_through_the_trainer_unchanged(tiny_thinker_dir, 
     assembled, scored_cfg = load_scorer(tmp_path / BEST_DIR)
     result = score_file(assembled, scored_cfg, synthetic_samples[:5], tmp_path / "preds.jsonl", protocol=text_only)
     rows = read_predictions(tmp_path / "preds.jsonl")
-    assert result["n"] == 5 and all(0 < row["grid_mass"] <= 1 and row["std"] > 0 for row in rows)
+    assert result["n"] == 5 and all(0 < row["extra"]["grid_mass"] <= 1 and row["extra"]["std"] > 0 for row in rows)

@@ -142,6 +142,8 @@ def test_test_defined_readout_backbone_and_dataset_train_and_score(llama_dir, ma
     assert np.mean(losses[-4:]) < np.mean(losses[:4]), "training must lower the loss"
     valid = [r for r in summary["history"] if r["split"] == "valid"]
     assert {"rmse", "within_half"} <= set(valid[0]) and summary["selection_metric"] == "mae"
+    assert len(summary["best_residuals"]) == 16 and summary["selected_on"] == "valid"
+    assert np.mean(summary["best_residuals"]) == pytest.approx(summary["best_valid_mae"], abs=1e-4)
 
     assembled, cfg = load_scorer(tmp_path / "run" / BEST_DIR)
     assert type(assembled.readout) is MeanPoolReadout

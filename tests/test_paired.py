@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omni_msa.compare.findings import pairwise_table, published_table, set_groups
+from omni_msa.compare.findings import conformal_radius, pairwise_table, published_table, set_groups, uncertainty_table
 from omni_msa.compare.paired import bootstrap_interval, paired_difference, per_sample_loss, video_of
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.feature_sets import get_feature_set
@@ -80,3 +80,31 @@ def test_set_groups_and_the_pairwise_reading():
     assert "| Poria et al. 2017, SVM per utterance | 75.5 | 58.5 | 53.1 | 77.9 |" in published
     # +0.3 moves the two labels in (-0.3, 0) to the other side of 0: 46 of 48 right
     assert "| llm (ours: has0 / non0) | 95.8 ± 0.0 / 95.8 ± 0.0† | – | – | 95.8 ± 0.0 / 95.8 ± 0.0 |" in published
+
+
+def test_split_conformal_intervals_cover_exchangeable_samples():
+    assert conformal_radius([0.5, 0.1, 0.3, 0.2], 0.6) == 0.3, "the ceil(5 x 0.6) = 3rd smallest"
+    assert conformal_radius([0.1, 0.2], 0.9) == float("inf"), "too few calibration samples for 90 %"
+    rng = np.random.default_rng(0)
+    covered = []
+    for _ in range(2000):
+        errors = np.abs(rng.standard_t(3, size=31))
+        covered.append(errors[30] <= conformal_radius(errors[:30], 0.8))
+    assert 0.8 <= np.mean(covered) <= 0.86, "marginal coverage >= 0.8, and not much more"
+
+
+def test_the_uncertainty_table_reads_distributions_and_dev_residuals():
+    labels = np.linspace(-3, 3, len(IDS))
+    spread = np.linspace(0.1, 2.0, len(IDS))
+    preds = labels + spread * np.where(np.arange(len(IDS)) % 2, 1, -1) * 0.5     # error grows with spread
+    expected = row("expected", 0, preds, labels)
+    expected["per_sample"]["extra"] = {"std": spread.tolist(), "low80": (preds - spread).tolist(),
+                                       "high80": (preds + spread).tolist()}
+    head = row("head", 0, labels + 0.1, labels)
+    head["training"] = {"selected_on": "dev", "calibration_residuals": [0.05] * 20 + [0.2] * 5}
+    on_valid = row("picked_on_valid", 0, labels, labels)
+    on_valid["training"] = {"selected_on": "valid", "calibration_residuals": [0.1] * 25}
+    table = uncertainty_table([expected, head, on_valid])
+    assert "| expected | its distribution | 1.000 ± 0.000 | 100.0 ± 0.0 |" in table
+    assert "| head | split-conformal on dev (n = 25) | – | 100.0 ± 0.0 | 0.400 |" in table, "the 21st of 25: 0.2"
+    assert "picked_on_valid" not in table, "residuals of the reported split calibrate nothing"

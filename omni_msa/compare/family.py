@@ -123,6 +123,7 @@ class EvalResult:
     predictions: str | None = None           # per-sample predictions file, if written
     eval_time_s: float = 0.0
     device: str | None = None                # where it was scored
+    extra: dict[str, np.ndarray] | None = None  # per-sample numbers beyond the prediction (`Predictions.extra`)
 
 
 def finished_record(path: str | Path, keys: Sequence[str]) -> dict[str, Any] | None:

@@ -198,3 +198,57 @@ def published_table(rows: Rows, spec: FeatureSetSpec) -> str:
     return ("\n".join(lines) + f"\n\n_Binary accuracy in %. Ours: mean ± std over seeds, each set trained alone "
             f"as in the per-set table; has0 is negative against non-negative, non0 leaves out zero labels. "
             f"{notes}_\n")
+
+
+def _std(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def conformal_radius(residuals: Sequence[float], coverage: float) -> float:
+    """Split-conformal half-width: the ceil((n + 1) * coverage)-th smallest calibration residual, so an
+    exchangeable new sample's |error| is below it with probability >= coverage (inf when n is too small)."""
+    ordered = np.sort(np.asarray(residuals, dtype=np.float64))
+    rank = math.ceil((len(ordered) + 1) * coverage)
+    return float(ordered[rank - 1]) if rank <= len(ordered) else math.inf
+
+
+def _interval_figures(row: Mapping[str, Any], coverage: float) -> dict[str, float] | None:
+    """Spearman(predicted std, |error|), the coverage and mean width of the row's intervals: the
+    readout's own central interval, else a split-conformal one calibrated on the dev split."""
+    from scipy.stats import spearmanr
+
+    record = row.get("per_sample") or {}
+    preds, labels = np.asarray(record.get("preds", []), dtype=np.float64), np.asarray(record.get("labels", []))
+    extra, training = record.get("extra") or {}, row.get("training") or {}
+    errors = np.abs(preds - labels)
+    if {"low80", "high80", "std"} <= set(extra):
+        low, high = np.asarray(extra["low80"]), np.asarray(extra["high80"])
+        return {"spearman": float(spearmanr(extra["std"], errors).statistic), "kind": "its distribution",
+                "coverage": float(np.mean((labels >= low) & (labels <= high))), "width": float(np.mean(high - low))}
+    residuals = training.get("calibration_residuals")
+    if residuals and training.get("selected_on") == "dev":
+        radius = conformal_radius(residuals, coverage)
+        return {"spearman": math.nan, "kind": f"split-conformal on dev (n = {len(residuals)})",
+                "coverage": float(np.mean(errors <= radius)), "width": 2 * radius}
+    return None
+
+
+def uncertainty_table(rows: Rows, coverage: float = 0.8) -> str:
+    """Per readout with intervals: how well the predicted spread ranks errors, and interval coverage."""
+    lines = [f"| Model | intervals | Spearman(predicted std, abs error) | {100 * coverage:.0f} % interval coverage | "
+             "mean width |", "|---|---|---:|---:|---:|"]
+    for model in _models(rows):
+        figures = [f for r in rows if r["model"] == model and (f := _interval_figures(r, coverage)) is not None]
+        if not figures:
+            continue
+        spearman, cover = (np.array([f[k] for f in figures]) for k in ("spearman", "coverage"))
+        rank = "–" if np.isnan(spearman).all() else f"{spearman.mean():.3f} ± {_std(spearman):.3f}"
+        lines.append(f"| {model} | {figures[0]['kind']} | {rank} | {100 * cover.mean():.1f} ± "
+                     f"{100 * _std(cover):.1f} | {np.mean([f['width'] for f in figures]):.3f} |")
+    if len(lines) == 2:
+        return ""
+    return ("\n".join(lines) + f"\n\n_Mean ± std over seeds, on the rows' own samples. The distribution readouts' "
+            f"interval is the 0.1-0.9 quantile range of their renormalised answer distribution; the others' is "
+            f"the prediction ± the split-conformal radius from the dev split's residuals at the best step (their "
+            f"coverage is guaranteed >= {100 * coverage:.0f} % only where dev and the rows' samples are "
+            "exchangeable)._\n")

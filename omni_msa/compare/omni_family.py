@@ -105,7 +105,8 @@ class OmniReadout:
                        peak_memory_mb=summary["peak_memory_mb"], peak_memory_scope=summary.get("peak_memory_scope"),
                        extra={"train_steps": summary["steps"], "best_valid_mae": summary["best_valid_mae"],
                               "skipped_invalid": len(summary.get("skipped_invalid", [])),
-                              "selected_on": summary.get("selected_on", "valid"), "curve": selection_curve(summary)},
+                              "selected_on": summary.get("selected_on", "valid"), "curve": selection_curve(summary),
+                              "calibration_residuals": summary.get("best_residuals", [])},
                        device=device)
 
     def _scorer(self, fit: FitInfo, data: SharedData) -> tuple[Any, OmniRunConfig]:
@@ -164,10 +165,16 @@ class OmniReadout:
                           latency_ms=np.array([r["latency_ms"] for r in rows]),
                           statuses=[r["status"] for r in rows] if get_readout(self.spec.name).parsed else None,
                           errors=errors, predictions=str(out_path), eval_time_s=time.perf_counter() - started,
-                          device=str(process_device()))
+                          device=str(process_device()), extra=_extras(rows))
 
     def release(self) -> None:
         self._loaded = None
+
+
+def _extras(rows: list[dict[str, Any]]) -> dict[str, np.ndarray] | None:
+    """The per-sample extras every prediction row holds (None when there are none)."""
+    keys = set.intersection(*(set(r.get("extra") or {}) for r in rows)) if rows else set()
+    return {k: np.array([r["extra"][k] for r in rows]) for k in sorted(keys)} or None
 
 
 def selection_curve(summary: dict[str, Any]) -> list[list[float]]:

@@ -31,6 +31,7 @@ from omni_msa.compare.findings import (
     published_table,
     set_groups,
     split_rows,
+    uncertainty_table,
 )
 from omni_msa.compare.grid import ROWS_FILE
 from omni_msa.datasets import get_dataset
@@ -353,6 +354,8 @@ def comparative_sections(rows: Sequence[Mapping[str, Any]], feature_set: Feature
     complete = complete_rows(main)
     parts = _paired("## Paired comparisons on complete data", {m: [r for r in complete if r["model"] == m]
                                                                for m in models(complete)})
+    uncertainty = uncertainty_table(complete)
+    parts += ["## Uncertainty", "", uncertainty] if uncertainty else []
     if by_set:
         parts += ["## Each modality set trained alone", "", modality_set_table(rows)]
         dominance = dominance_table(rows)

@@ -140,6 +140,8 @@ class GridSummary:
     median: torch.Tensor      # the smallest grid value whose cumulative probability reaches 0.5
     std: torch.Tensor
     grid_mass: torch.Tensor   # the probability the grid held before renormalising
+    low80: torch.Tensor       # the 0.1 and 0.9 quantiles: the central 80 % interval of the distribution
+    high80: torch.Tensor
 
 
 def grid_mean(log_probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -153,6 +155,11 @@ def summarise(log_probs: torch.Tensor, values: torch.Tensor) -> GridSummary:
     probs = log_probs.softmax(-1)
     mean = probs @ values
     variance = (probs * (values - mean[:, None]) ** 2).sum(-1)
-    below_half = (probs.cumsum(-1) < 0.5).sum(-1).clamp(max=len(values) - 1)
-    return GridSummary(mean=mean, median=values[below_half], std=variance.clamp(min=0).sqrt(),
-                       grid_mass=log_probs.logsumexp(-1).exp())
+    cumulative = probs.cumsum(-1)
+
+    def quantile(q: float) -> torch.Tensor:
+        """The smallest grid value whose cumulative probability reaches q."""
+        return values[(cumulative < q).sum(-1).clamp(max=len(values) - 1)]
+
+    return GridSummary(mean=mean, median=quantile(0.5), std=variance.clamp(min=0).sqrt(),
+                       grid_mass=log_probs.logsumexp(-1).exp(), low80=quantile(0.1), high80=quantile(0.9))

@@ -41,7 +41,8 @@ class ExpectedValueReadout(nn.Module):
         summary = summarise(self.log_probs(batch), self.grid.values)
         values = summary.mean if self.settings.statistic == "mean" else summary.median
         return Predictions(values=values.float().cpu(), statuses=["ok"] * len(values),
-                           extra={"std": summary.std.cpu(), "grid_mass": summary.grid_mass.cpu()})
+                           extra={"std": summary.std.cpu(), "grid_mass": summary.grid_mass.cpu(),
+                                  "low80": summary.low80.cpu(), "high80": summary.high80.cpu()})
 
 
 def build_expected(ctx: ReadoutContext) -> ExpectedValueReadout:
