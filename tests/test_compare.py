@@ -148,6 +148,9 @@ def test_grid_skips_finished_runs_and_runs_only_what_is_new(tmp_path):
 
     changed = CountingContender("a", 0.25)           # changed settings are a different run
     assert run_grid(cfg, [changed], shared_data())["written"] == 4
+    rows = read_jsonl(tmp_path / "results" / ROWS_FILE)
+    assert len(rows) == 4 and [r["metrics"]["mae"] for r in rows] == pytest.approx([0.25] * 4), \
+        "the rows of the old settings are replaced, not averaged with the new"
 
 
 def test_modality_sets_are_trained_and_evaluated_alone_where_the_inputs_hold_more(tmp_path):

@@ -135,14 +135,17 @@ def make_row(cfg: CompareConfig, contender: Contender, data: SharedData, key: st
         run_key=key, training=fit.extra, extra=result.extra)
 
 
-def drop_rows_of_other_data(rows_path: Path, models: set[str], digest: str) -> int:
-    """Remove the rows of these models computed on other data (an edited manifest or feature file):
-    their replacements are computed on the current data, and a summary must not average the two."""
+def drop_stale_rows(rows_path: Path, contenders: Sequence[Contender], data: SharedData) -> int:
+    """Remove the rows of these contenders computed on other data (an edited manifest or feature file)
+    or with other settings (an edited config): their replacements are computed as the grid stands now,
+    and a summary, which groups rows by model, must not average the two."""
     rows = read_jsonl(rows_path)
-    kept = [r for r in rows if r["model"] not in models or r.get("data_fingerprint") == digest]
+    current = {c.name: f"{c.name}|{fingerprint(c.settings(data))}|data={data.fingerprint.digest}|"
+               for c in contenders}
+    kept = [r for r in rows if r["model"] not in current or str(r.get("run_key", "")).startswith(current[r["model"]])]
     if len(kept) < len(rows):
-        logger.warning("%s: %d rows were computed on other data than this grid's; they are replaced",
-                       rows_path, len(rows) - len(kept))
+        logger.warning("%s: %d rows were computed on other data or with other settings than this grid's; they are "
+                       "replaced", rows_path, len(rows) - len(kept))
         write_jsonl(rows_path, kept)
     return len(rows) - len(kept)
 
@@ -153,7 +156,7 @@ def run_grid(cfg: CompareConfig, contenders: Sequence[Contender], data: SharedDa
     Returns counts of rows written and skipped."""
     rows_path = Path(cfg.results_dir) / ROWS_FILE
     if is_main_process:
-        drop_rows_of_other_data(rows_path, {c.name for c in contenders}, data.fingerprint.digest)
+        drop_stale_rows(rows_path, contenders, data)
     done = {row["run_key"] for row in read_jsonl(rows_path)}
     counts = {"written": 0, "skipped": 0}
     for contender in contenders:
