@@ -12,7 +12,8 @@ import pytest
 from omni_msa.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["train", "score", "compare", "report", "plan", "train-classic", "sweep", "score-classic", "check-media"]
+SUBCOMMANDS = ["train", "score", "compare", "tune", "report", "plan", "train-classic", "sweep", "score-classic",
+               "check-media"]
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -198,3 +199,12 @@ def test_check_media_on_a_missing_manifest_is_one_error_line(tmp_path):
 def test_compare_only_names_a_contender_of_the_comparison():
     result = run("-m", "omni_msa", "compare", "--config", "scripts/configs/compare_demo.yaml", "--only", "nosuch")
     assert_one_error_line(result, "--only nosuch: not a contender of this comparison", "discriminative")
+
+
+def test_tune_needs_a_dev_split_and_searchable_settings():
+    result = run("-m", "omni_msa", "tune", "--config", "scripts/configs/compare_demo.yaml", "--grid", "lr=1e-4,2e-4",
+                 "--max-steps", "2")
+    assert_one_error_line(result, "a recipe search selects on the dev split; set data.dev_fraction")
+    result = run("-m", "omni_msa", "tune", "--config", "scripts/configs/compare_demo.yaml", "--grid", "epochs=1,2",
+                 "--max-steps", "2", "data.dev_fraction=0.2", "classic=[]")
+    assert_one_error_line(result, "['epochs'] are held fixed by the comparison")

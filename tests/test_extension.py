@@ -201,3 +201,35 @@ def test_a_readout_that_reads_another_ones_model_reuses_its_training(llama_dir, 
     raw["omni"]["readouts"] = [READOUT, {"name": READER, "overrides": {"optim": {"lr": 1.0}}}]
     with pytest.raises(ValueError, match="scores the model the 'mean_pool_ext' readout trains"):
         compare_config_from_dict(raw)
+
+
+def test_a_recipe_search_trains_each_candidate_once_and_selects_on_dev(llama_dir, manifest, tmp_path):
+    from omni_msa.compare.config import compare_config_from_dict
+    from omni_msa.compare.grid import prepare_data
+    from omni_msa.compare.tuning import candidate_overrides, search, tuning_table
+
+    base = run_config_dict(llama_dir, tmp_path, manifest)
+    raw = {"output_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results"), "dataset": DATASET,
+           "data": {"train": str(manifest), "valid": str(manifest), "dev_fraction": 0.25}, "evaluate_on": "valid",
+           "seeds": [0], "omni": {"base": {k: base[k] for k in ("backbone", "lora", "optim")},
+                                  "readouts": [READOUT, READER]}}
+    cfg = compare_config_from_dict(raw)
+    data = prepare_data(cfg, multimodal=False)
+    grid = {"lr": [1e-3, 3e-3], "head_lr": [3e-2]}
+    rows = search(cfg, data, grid, max_steps=3, seed=0)
+    assert [(r["readout"], r["optim"]["lr"], r["steps"]) for r in rows] == [(READOUT, 1e-3, 3), (READOUT, 3e-3, 3)], \
+        "the reader trains nothing of its own; every candidate gets the same budget"
+    assert len({r["dev_mae"] for r in rows}) == 2
+    summaries = list((tmp_path / "runs" / "tuning").rglob("train_summary.json"))
+    assert len(summaries) == 2 and all('"selected_on": "dev"' in p.read_text() for p in summaries)
+    stamps = [p.stat().st_mtime_ns for p in summaries]
+    assert search(cfg, data, grid, max_steps=3, seed=0) == rows
+    assert [p.stat().st_mtime_ns for p in summaries] == stamps, "a finished candidate is not trained again"
+    chosen = min(rows, key=lambda r: r["dev_mae"])
+    assert f"lr={chosen['optim']['lr']:g} | {chosen['dev_mae']:.4f} | 3 |" in tuning_table(rows)
+    assert "**chosen**" in tuning_table(rows)
+    with pytest.raises(ValueError, match="held fixed by the comparison"):
+        candidate_overrides({"epochs": [1, 2]})
+    no_dev = compare_config_from_dict({**raw, "data": {"train": str(manifest), "valid": str(manifest)}})
+    with pytest.raises(ValueError, match="selects on the dev split"):
+        search(no_dev, prepare_data(no_dev, multimodal=False), grid, max_steps=3, seed=0)

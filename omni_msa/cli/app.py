@@ -16,7 +16,7 @@ from omni_msa.data.record import DataError
 # Errors that mean the input is wrong: one line on stderr and exit status 2 (argparse's own
 # usage errors exit 2 too). Anything else is a bug and keeps its traceback.
 BAD_INPUT = (UsageError, DataError, FileNotFoundError)
-COMMANDS = (omni.add_train, omni.add_score, omni.add_compare, omni.add_report, plan.add_plan,
+COMMANDS = (omni.add_train, omni.add_score, omni.add_compare, omni.add_tune, omni.add_report, plan.add_plan,
             classic.add_train_classic, classic.add_sweep, classic.add_score_classic, media.add_check_media)
 
 

@@ -193,6 +193,55 @@ def _finish_comparison(args: argparse.Namespace, results: Path, data: Any, count
         print(f"summary: {write_summary(results)}")
 
 
+def add_tune(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "tune", parents=[command_options()], help="a recipe search for a comparison's trained readouts, on dev",
+        description="Train every combination of --grid values for each trained readout of a comparison (the same "
+                    "candidates and --max-steps budget for each), select on the comparison's dev split "
+                    "(data.dev_fraction), and write <results_dir>/tuning.md and tuning.jsonl (resumable). Commit the "
+                    "chosen settings to the config as the readouts' optim overrides.")
+    parser.add_argument("--config", required=True, help="a comparison config with data.dev_fraction")
+    parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                        help="optim setting and its candidate values, e.g. lr=1e-4,2e-4 (repeatable)")
+    parser.add_argument("--max-steps", type=int, required=True, help="optimizer steps per candidate")
+    parser.add_argument("--seed", type=int, default=None, help="default: the comparison's first seed")
+    parser.add_argument("--readout", action="append", help="search only this readout (repeatable)")
+    parser.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    parser.set_defaults(run=run_tune)
+
+
+def _grid(entries: list[str]) -> dict[str, list[Any]]:
+    import yaml
+
+    grid = {}
+    for entry in entries:
+        key, sep, values = entry.partition("=")
+        if not sep or not key or not values:
+            raise UsageError(f"--grid {entry!r}: expected KEY=V1,V2,...")
+        grid[key.removeprefix("optim.")] = [yaml.safe_load(v) for v in values.split(",")]
+    return grid
+
+
+def run_tune(args: argparse.Namespace) -> None:
+    from omni_msa.compare.config import load_compare_config
+    from omni_msa.compare.grid import prepare_data
+    from omni_msa.compare.tuning import candidate_overrides, search, tuned_readouts, write_tuning
+
+    grid = _grid(args.grid)
+    with user_input():
+        cfg = load_compare_config(args.config, args.overrides)
+        candidate_overrides(grid)
+        tuned_readouts(cfg, args.readout)
+        if cfg.data.dev_fraction is None:
+            raise ValueError(f"{args.config}: a recipe search selects on the dev split; set data.dev_fraction")
+    from omni_msa.backbone import BackboneConfig
+
+    data = prepare_data(cfg, multimodal=BackboneConfig(**cfg.omni_base["backbone"]).spec.multimodal)
+    rows = search(cfg, data, grid, max_steps=args.max_steps, seed=cfg.seeds[0] if args.seed is None else args.seed,
+                  readouts=args.readout)
+    print(f"{len(rows)} candidates -> {write_tuning(cfg.results_dir, rows, args.invocation)}")
+
+
 def add_report(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "report", parents=[command_options()], help="a comparison's summary and plots from its rows",
