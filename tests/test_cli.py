@@ -208,3 +208,10 @@ def test_tune_needs_a_dev_split_and_searchable_settings():
     result = run("-m", "omni_msa", "tune", "--config", "scripts/configs/compare_demo.yaml", "--grid", "epochs=1,2",
                  "--max-steps", "2", "data.dev_fraction=0.2", "classic=[]")
     assert_one_error_line(result, "['epochs'] are held fixed by the comparison")
+
+
+def test_the_recorded_comparison_command_computes_every_row():
+    from omni_msa.cli.omni import whole_grid_command
+
+    assert whole_grid_command("omni-msa compare --config c.yaml --only a --only=b --no-report seeds=[0]") == \
+        "omni-msa compare --config c.yaml 'seeds=[0]'"

@@ -176,13 +176,31 @@ def _selected(contenders: list[Any], only: list[str] | None) -> list[Any]:
     return [c for c in contenders if c.name in only]
 
 
+def whole_grid_command(invocation: str) -> str:
+    """The command that computes every row: `invocation` without `--only` (which computes some) and
+    `--no-report`."""
+    import shlex
+
+    words, out = shlex.split(invocation), []
+    skip_next = False
+    for word in words:
+        if skip_next or word == "--no-report" or word.startswith("--only="):
+            skip_next = False
+            continue
+        if word == "--only":
+            skip_next = True
+            continue
+        out.append(word)
+    return shlex.join(out)
+
+
 def _finish_comparison(args: argparse.Namespace, results: Path, data: Any, counts: dict[str, int],
                        seconds: float) -> None:
     """The main process's files after the grid: the command line, the skipped samples, the report."""
     from omni_msa.compare.report import DATA_FILE, SKIPPED_FILE, write_summary
     from omni_msa.files import atomic_write_text, write_json
 
-    atomic_write_text(results / "command.txt", args.invocation + "\n")
+    atomic_write_text(results / "command.txt", whole_grid_command(args.invocation) + "\n")
     print(f"{counts['written']} rows written, {counts['skipped']} already there, {seconds:.0f} s "
           f"-> {results / 'runs.jsonl'}")
     if data.reader_errors:
