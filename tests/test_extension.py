@@ -195,6 +195,8 @@ def test_a_readout_that_reads_another_ones_model_reuses_its_training(llama_dir, 
     rows = {r["model"]: r for r in read_jsonl(tmp_path / "results" / "runs.jsonl")}
     preds = {model: np.array(row["per_sample"]["preds"]) for model, row in rows.items()}
     assert np.allclose(preds[READER], preds[READOUT] + 1, atol=1e-4), "the reader scores the trained model"
+    assert "curve" in rows[READOUT]["training"] and "calibration_residuals" not in rows[READER]["training"], \
+        "the trained readout's selection residuals calibrate nothing of the reader's"
     checkpoint = rows[READOUT]["checkpoint"]
     with pytest.raises(ValueError, match=f"trained by the '{READOUT}' readout; 'discriminative' reads None"):
         load_scorer(checkpoint, "discriminative")

@@ -88,7 +88,10 @@ class OmniReadout:
 
     def fit(self, seed: int, train_protocol: MissingnessProtocol, run_dir: Path, data: SharedData) -> FitInfo:
         if self.trainer is not None:
-            return self.trainer.fit(seed, train_protocol, run_dir, data)
+            # the trained model's curve and selection residuals are the trainer's readout's, not this one's
+            fit = self.trainer.fit(seed, train_protocol, run_dir, data)
+            fit.extra = {k: v for k, v in fit.extra.items() if k not in ("curve", "calibration_residuals")}
+            return fit
         cfg = self.run_config(seed, train_protocol, run_dir, data)
         device = str(process_device())
         if self.spec.zero_shot:
