@@ -107,6 +107,8 @@ class ResultRow:
     run_key: str | None = None
     grid: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] | None = None
+    """The modalities the model's inputs can hold (a text-only readout: ["text"])."""
     per_sample: dict[str, Any] | None = None
     """{"ids", "preds", "labels"[, "extra": {name: values}]} in scoring order (numbers to 5 decimals):
     what paired comparisons between models resample (`omni_msa.compare.paired`) and the uncertainty

@@ -13,13 +13,14 @@ from omni_msa.feature_sets import get_feature_set
 IDS = [f"video{v}$_${c}" for v in range(8) for c in range(6)]
 
 
-def row(model: str, seed: int, preds, labels, *, ids=IDS, train: dict | None = None, keep=None) -> dict:
+def row(model: str, seed: int, preds, labels, *, ids=IDS, train: dict | None = None, keep=None,
+        inputs=("text", "audio", "vision")) -> dict:
     from omni_msa.report import result_row
 
     evaluation = MissingnessProtocol(keep=None if keep is None else frozenset(keep), seed=seed)
     training = MissingnessProtocol.from_dict({"seed": seed, **(train or {})})
     return result_row(model=model, family="test", dataset="mosi", seed=seed, split="valid", train_protocol=training,
-                      evaluation=evaluation, ids=ids, preds=preds, labels=labels)
+                      evaluation=evaluation, ids=ids, preds=preds, labels=labels, inputs=list(inputs))
 
 
 def test_the_group_bootstrap_equals_resampling_whole_groups_by_hand():
@@ -68,13 +69,16 @@ def test_set_groups_and_the_pairwise_reading():
     for s in (0, 1):
         rows.append(row("classic", s, labels + 0.8, labels))                                  # complete data
         rows.append(row("classic", s, labels + 0.6, labels, train={"keep": ["text"]}, keep=["text"]))
-        rows.append(row("llm", s, labels + 0.3 + 0.01 * s, labels))
-        rows.append(row("llm", s, labels + 0.3 + 0.01 * s, labels, keep=["text"]))
+        rows.append(row("llm", s, labels + 0.3 + 0.01 * s, labels, inputs=["text"]))
+        rows.append(row("llm", s, labels + 0.3 + 0.01 * s, labels, keep=["text"], inputs=["text"]))
+        rows.append(row("not_yet_alone", s, labels, labels))                   # trimodal, no set rows yet
+        rows.append(row("not_yet_alone", s, labels, labels, keep=["text"]))
     groups = set_groups(rows, "text")
     assert [r["train_protocol"]["keep"] for r in groups["classic"][0]] == [["text"], ["text"]]
     assert not groups["classic"][1] and groups["llm"][1], "the text-only model is marked: its input is that set"
     table = pairwise_table({m: g for m, (g, _) in groups.items()})
     assert "| llm | classic | 48 (8) | -0.295 |" in table and "llm better |" in table
+    assert "not_yet_alone" not in groups, "a trimodal model evaluated on text is not a model trained on text"
     assert set_groups(rows, "audio") == {}, "nobody read audio alone"
     published = published_table(rows, get_feature_set("mosi_utterance"))
     assert "| Poria et al. 2017, SVM per utterance | 75.5 | 58.5 | 53.1 | 77.9 |" in published

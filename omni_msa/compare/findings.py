@@ -5,8 +5,9 @@ published figures of the feature set the classic models read.
 
 Rows trained on a fixed modality set (`train_protocol.keep`, the comparison's `modality_sets`) are
 "set rows"; the others are the main rows that the paper-layout and robustness tables use. A model
-with no set rows at all is one whose whole input is a single set (a text-only readout): its main
-rows evaluated on that set stand for it, marked †.
+whose inputs (the row's `inputs`) are exactly one set (a text-only readout) is never trained on it
+alone: its main rows evaluated on that set stand for it, marked †. A model not (yet) trained on a
+set has no cell for it.
 """
 
 from __future__ import annotations
@@ -55,22 +56,28 @@ def _metric(rows: Rows, key: str, scale: float = 100.0) -> str:
     return f"{scale * values.mean():.1f} ± {scale * std:.1f}"
 
 
+def _reads_only(rows: Rows, modality_set: str) -> bool:
+    """Whether the rows' model takes exactly `modality_set` as input (rows without `inputs`: unknown, no)."""
+    inputs = rows[0].get("inputs") if rows else None
+    return inputs is not None and modality_set_name(inputs) == modality_set
+
+
 def set_groups(rows: Rows, modality_set: str) -> dict[str, tuple[list[Mapping[str, Any]], bool]]:
     """{model: (its rows for `modality_set`, marked)}: rows trained and evaluated on the set; the
-    complete-data rows for all three; for a model without set rows, its main rows evaluated on the set
-    (marked: its whole input is that set)."""
+    complete-data rows for all three; for a model whose inputs are that set, its main rows evaluated
+    on it (marked)."""
     main, by_set = split_rows(rows)
     out: dict[str, tuple[list[Mapping[str, Any]], bool]] = {}
     for model in _models(rows):
-        trained_alone = [r for r in by_set if r["model"] == model]
         mine = [r for r in main if r["model"] == model]
         if modality_set == ALL:
             chosen, marked = [r for r in mine if protocol_kind(r) == "complete"], False
-        elif trained_alone:
-            chosen, marked = [r for r in trained_alone if training_set(r) == modality_set], False
-        else:
+        elif _reads_only(mine, modality_set):
             chosen = [r for r in mine if protocol_kind(r) == "mode" and mode_name(r) == modality_set]
             marked = True
+        else:
+            chosen = [r for r in by_set if r["model"] == model and training_set(r) == modality_set]
+            marked = False
         if chosen:
             out[model] = (chosen, marked)
     return out

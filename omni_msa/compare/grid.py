@@ -132,7 +132,7 @@ def make_row(cfg: CompareConfig, contender: Contender, data: SharedData, key: st
         peak_memory_mb=fit.peak_memory_mb, peak_memory_scope=fit.peak_memory_scope, wall_time_s=fit.wall_time_s,
         eval_time_s=result.eval_time_s, device=result.device or fit.device, settings=contender.settings(data),
         data_fingerprint=data.fingerprint.digest, checkpoint=fit.checkpoint, predictions=result.predictions,
-        run_key=key, training=fit.extra, extra=result.extra)
+        run_key=key, training=fit.extra, extra=result.extra, inputs=list(contender.modalities))
 
 
 def drop_stale_rows(rows_path: Path, contenders: Sequence[Contender], data: SharedData) -> int:
