@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,6 +20,9 @@ from omni_msa.data.record import label_range
 from omni_msa.inputs import InputBuilder, MediaDecoder
 from omni_msa.readouts import ReadoutContext, ReadoutEntry
 
+if TYPE_CHECKING:
+    from omni_msa.encoder_cache import EncoderOutputCache
+
 
 @dataclass
 class Assembled:
@@ -27,6 +30,12 @@ class Assembled:
     builder: InputBuilder
     trainable: dict[str, int | float]
     entry: ReadoutEntry
+    encoder_cache: EncoderOutputCache | None = None
+    """The backbone's encoder-output cache, or None (turned off, or a backbone without one)."""
+
+
+def media_cache_root(cfg: OmniRunConfig) -> Path:
+    return Path(cfg.media_cache_dir or Path(cfg.output_dir) / "media_cache")
 
 
 def media_decoder(cfg: OmniRunConfig) -> MediaDecoder:
@@ -34,8 +43,18 @@ def media_decoder(cfg: OmniRunConfig) -> MediaDecoder:
     from omni_msa.media_cache import MediaCache
     from omni_msa.media_inputs import decode_sample_media
 
-    cache = MediaCache(cfg.media_cache_dir or Path(cfg.output_dir) / "media_cache")
-    return partial(decode_sample_media, settings=cfg.media, cache=cache)
+    return partial(decode_sample_media, settings=cfg.media, cache=MediaCache(media_cache_root(cfg)))
+
+
+def encoder_cache(model: nn.Module, cfg: OmniRunConfig) -> EncoderOutputCache | None:
+    """The backbone's encoder-output cache, installed on `model`, unless the run turns it off or the
+    backbone has none. It lives beside the decoded media (`<media cache>/encoder_outputs`), so the
+    runs of a comparison, which share one media cache, share it too (entries are keyed by the
+    encoder weights, so other backbones never collide)."""
+    spec = cfg.backbone.spec
+    if not cfg.backbone.encoder_cache or spec.encoder_cache_hook is None:
+        return None
+    return spec.load_class("encoder_cache_hook")(model, media_cache_root(cfg) / "encoder_outputs")
 
 
 def input_builder(preprocessor: Any, cfg: OmniRunConfig) -> InputBuilder:
@@ -85,6 +104,7 @@ def assemble(cfg: OmniRunConfig) -> Assembled:
     torch.manual_seed(cfg.optim.seed)
     if entry.trained:
         model = apply_lora(model, cfg.lora, cfg.backbone.spec)
+    cache = encoder_cache(model, cfg)
     spec = cfg.backbone.spec
     builder = (spec.build_inputs or input_builder)(preprocessor, cfg)
     readout = entry.build(ReadoutContext(backbone=model, settings=cfg.readout,
@@ -92,4 +112,5 @@ def assemble(cfg: OmniRunConfig) -> Assembled:
     if not entry.trained:
         readout.requires_grad_(False)
         readout.eval()
-    return Assembled(readout=readout, builder=builder, trainable=trainable_report(readout), entry=entry)
+    return Assembled(readout=readout, builder=builder, trainable=trainable_report(readout), entry=entry,
+                     encoder_cache=cache)

@@ -45,7 +45,9 @@ class BackboneConfig:
     ``gguf_file``, or the ``.gguf`` path itself. ``compute_dtype="auto"``: bfloat16 on CUDA,
     float32 on CPU; it is also the dtype of every unquantized weight. ``freeze_encoders``
     matters for runs without LoRA (head-only or full fine-tuning): with LoRA, peft freezes
-    every base weight anyway.
+    every base weight anyway. ``encoder_cache``: serve the media encoders' outputs from an on-disk
+    cache (under the run's media cache, ``omni_msa.encoder_cache``) where that is exact, i.e. for
+    each tower that nothing trains and no adapter sits in; False runs the towers every time.
     """
 
     name_or_path: str
@@ -56,6 +58,7 @@ class BackboneConfig:
     freeze_encoders: bool = True
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"
+    encoder_cache: bool = True
 
     def __post_init__(self) -> None:
         spec = self.spec

@@ -351,6 +351,7 @@ class TrainingRecipe:
             "trainable": self.assembled.trainable, "peak_memory_mb": peak_memory_mb(),
             "peak_memory_scope": peak_memory_scope(),
             "step_time_s_median": float(np.median(self.step_times)) if self.step_times else None,
+            "encoder_cache": None if self.assembled.encoder_cache is None else self.assembled.encoder_cache.counts(),
             "wall_time_s": self.elapsed(),
             "skipped_invalid": [{"id": e.sample_id, "field": e.field, "reason": e.reason}
                                 for e in self.reader_skipped + self.train_errors + self.valid_errors],

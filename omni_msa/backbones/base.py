@@ -22,6 +22,8 @@ class BackboneSpec:
     encoder prefix, so no encoder is ever quantized silently. `lora_targets` is a regex peft
     full-matches against module names. `build_inputs(preprocessor, run_config)` returns the
     input builder; None means the shared prompt builder (`omni_msa.inputs.InputBuilder`).
+    `encoder_cache_hook` is the dotted name of `install(model, root) -> cache` that serves the
+    frozen encoders' outputs from an on-disk cache (`omni_msa.encoder_cache`); None: no cache.
     """
 
     kind: str
@@ -34,6 +36,7 @@ class BackboneSpec:
     gguf: bool = False                    # may load a GGUF file (transformers dequantizes it)
     build_inputs: Callable[[Any, Any], Any] | None = None
     finish_preprocessor: Callable[[Any], Any] | None = None
+    encoder_cache_hook: str | None = None
 
     def __post_init__(self) -> None:
         if self.never_quantized is None:
@@ -47,7 +50,7 @@ class BackboneSpec:
             raise ValueError(f"backbone {self.kind!r}: a multimodal backbone must name its encoder prefixes")
 
     def load_class(self, which: str) -> Any:
-        """`model_class` or `processor_class`, imported."""
+        """`model_class`, `processor_class` or `encoder_cache_hook`, imported."""
         module, _, name = getattr(self, which).rpartition(".")
         return getattr(importlib.import_module(module), name)
 

@@ -1,5 +1,6 @@
 """The Thinker of Qwen2.5-Omni: audio tower and vision encoder (never quantized, frozen by
-default) in front of a Qwen2 decoder; LoRA on the decoder's projections only."""
+default) in front of a Qwen2 decoder; LoRA on the decoder's projections only; the frozen encoders'
+outputs are cached on disk (`omni_msa.encoder_cache`)."""
 
 from omni_msa.backbones.base import DECODER_PROJECTIONS, BackboneSpec, register_backbone
 
@@ -11,4 +12,5 @@ register_backbone(BackboneSpec(
     lora_targets=r"model\.language_model\.layers\.\d+\." + DECODER_PROJECTIONS,
     encoder_prefixes=("model.audio_tower", "model.visual"),
     multimodal=True,
+    encoder_cache_hook="omni_msa.encoder_cache.install_thinker_cache",
 ))
