@@ -12,7 +12,8 @@ import pytest
 from omni_msa.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["train", "score", "compare", "report", "plan", "train-classic", "sweep", "score-classic", "check-media"]
+SUBCOMMANDS = ["train", "score", "compare", "report", "plan", "train-classic", "sweep", "score-classic", "check-media",
+               "extract"]
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
