@@ -13,7 +13,7 @@ from omni_msa.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = ["train", "score", "compare", "tune", "report", "plan", "train-classic", "sweep", "score-classic",
-               "check-media"]
+               "check-media", "extract"]
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

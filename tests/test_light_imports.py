@@ -1,7 +1,8 @@
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets")
+HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "opensmile", "librosa", "dlib",
+         "mediapipe")
 
 
 def test_shared_layer_imports_without_heavy_libraries():

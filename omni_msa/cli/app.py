@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from omni_msa.cli import classic, media, omni, plan
+from omni_msa.cli import classic, extract, media, omni, plan
 from omni_msa.cli.common import UsageError
 from omni_msa.data.record import DataError
 
@@ -17,7 +17,8 @@ from omni_msa.data.record import DataError
 # usage errors exit 2 too). Anything else is a bug and keeps its traceback.
 BAD_INPUT = (UsageError, DataError, FileNotFoundError)
 COMMANDS = (omni.add_train, omni.add_score, omni.add_compare, omni.add_tune, omni.add_report, plan.add_plan,
-            classic.add_train_classic, classic.add_sweep, classic.add_score_classic, media.add_check_media)
+            classic.add_train_classic, classic.add_sweep, classic.add_score_classic, media.add_check_media,
+            extract.add_extract)
 
 
 def build_parser() -> argparse.ArgumentParser:

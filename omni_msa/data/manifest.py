@@ -62,6 +62,18 @@ def read_manifest(path: str | Path, *, dataset: str, check_media: bool = True, d
     return LoadResult(samples=samples, skipped=collect.errors)
 
 
+def read_manifest_column(path: str | Path, column: str) -> dict[str, Any]:
+    """The raw cells of an optional column by row id (rows without the column or an id are left
+    out): for columns `read_manifest` ignores, such as word timings."""
+    path = Path(path)
+    cells = {}
+    for _line, row in _read_rows(path):
+        sample_id = _optional_str(row.get("id"))
+        if sample_id is not None and column in row:
+            cells[sample_id] = row[column]
+    return cells
+
+
 def _manifest_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".csv":
