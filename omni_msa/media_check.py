@@ -147,7 +147,7 @@ def _scorer(tmp: Path, manifest: str | Path, dataset: str, checkpoint: str | Pat
     if checkpoint is not None:
         from omni_msa.score import load_scorer
 
-        assembled, cfg = load_scorer(checkpoint)
+        assembled, cfg = load_scorer(checkpoint, media_cache_dir=tmp / "media_cache")
         model = f"checkpoint {checkpoint} ({cfg.backbone.name_or_path})"
     else:
         from omni_msa.assemble import assemble

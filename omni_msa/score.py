@@ -54,11 +54,14 @@ def scorer_config(checkpoint: str | Path, readout: str | Mapping[str, Any] | Non
     return config_from_dict(raw, where=str(Path(checkpoint) / CONFIG_FILE))
 
 
-def load_scorer(checkpoint: str | Path, readout: str | Mapping[str, Any] | None = None
-                ) -> tuple[Assembled, OmniRunConfig]:
+def load_scorer(checkpoint: str | Path, readout: str | Mapping[str, Any] | None = None, *,
+                media_cache_dir: str | Path | None = None) -> tuple[Assembled, OmniRunConfig]:
     """Rebuild the readout a checkpoint was trained with (or `readout`, see `scorer_config`) and load
-    its trained weights."""
+    its trained weights. `media_cache_dir`: the caches (decoded media, encoder outputs) to use
+    instead of the training run's."""
     cfg = scorer_config(checkpoint, readout)
+    if media_cache_dir is not None:
+        cfg = dataclasses.replace(cfg, media_cache_dir=str(media_cache_dir))
     assembled = assemble(cfg)
     load_weights(Path(checkpoint), assembled.readout)
     assembled.readout.eval()
