@@ -66,12 +66,16 @@ class FeatureBatch:
         return FeatureBatch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
 
-def collate(samples: Sequence[Sample], protocol: MissingnessProtocol = COMPLETE) -> FeatureBatch:
-    """Apply `protocol` to each sample and stack the results into a `FeatureBatch`."""
+def collate(samples: Sequence[Sample], protocol: MissingnessProtocol = COMPLETE, *,
+            masked_at_media: bool = False) -> FeatureBatch:
+    """Apply `protocol` to each sample and stack the results into a `FeatureBatch`.
+    `masked_at_media`: the features were extracted from media `protocol` already damaged
+    (`omni_msa.extract.source`), so only its presence flags and integrity are taken from it."""
     if not samples:
         raise ValueError("cannot collate an empty batch")
     draws = [protocol.draw(sample.id) for sample in samples]
-    masked = samples if protocol.is_identity else [apply_to_features(s, d) for s, d in zip(samples, draws)]
+    masked = (samples if protocol.is_identity or masked_at_media
+              else [apply_to_features(s, d) for s, d in zip(samples, draws)])
     features, lengths = {}, {}
     for m in MODALITIES:
         stacked, lens = stack_features(masked, m)
@@ -85,7 +89,7 @@ def collate(samples: Sequence[Sample], protocol: MissingnessProtocol = COMPLETE)
     integrity = [feature_integrity(s, d) for s, d in zip(samples, draws)]
     text_bert = None
     if all(s.text_bert is not None for s in masked):
-        text_bert = torch.from_numpy(np.stack([np.asarray(s.text_bert)[:, :text_len] for s in masked])).long()
+        text_bert = torch.from_numpy(np.stack([_padded_ids(s.text_bert, text_len) for s in masked])).long()
     extra = None
     names = set.intersection(*(set(s.extra_labels) for s in samples))
     if names:
@@ -103,6 +107,14 @@ def collate(samples: Sequence[Sample], protocol: MissingnessProtocol = COMPLETE)
     )
 
 
+def _padded_ids(text_bert: np.ndarray, length: int) -> np.ndarray:
+    """3 x `length` ids, mask and segments: cut, or padded with zeros (extracted features are unpadded)."""
+    out = np.zeros((3, length), np.int64)
+    ids = np.asarray(text_bert)[:, :length]
+    out[:, :ids.shape[1]] = ids
+    return out
+
+
 def real_steps(samples: Sequence[Sample], modality: str) -> np.ndarray:
     """The real (unpadded) steps of every sample's `modality` sequence, stacked: S x D."""
     return np.concatenate([np.asarray(s.features[modality])[: s.sequence_length(modality)] for s in samples])
@@ -118,7 +130,7 @@ class FeatureLoader:
 
     def __init__(self, samples: Sequence[Sample], *, batch_size: int,
                  protocol: MissingnessProtocol = COMPLETE, shuffle: bool = False, redraw: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, masked_at_media: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not samples:
@@ -129,6 +141,9 @@ class FeatureLoader:
         self.shuffle = shuffle
         self.redraw = redraw
         self.seed = seed
+        if masked_at_media and redraw:
+            raise ValueError("features masked at the media hold one draw: they cannot be redrawn per epoch")
+        self.masked_at_media = masked_at_media
 
     def __len__(self) -> int:
         return -(-len(self.samples) // self.batch_size)
@@ -142,4 +157,5 @@ class FeatureLoader:
             order = np.random.default_rng(derive_seed(self.seed, "shuffle", epoch)).permutation(order)
         protocol = self.protocol_for(epoch)
         for start in range(0, len(order), self.batch_size):
-            yield collate([self.samples[i] for i in order[start:start + self.batch_size]], protocol)
+            yield collate([self.samples[i] for i in order[start:start + self.batch_size]], protocol,
+                          masked_at_media=self.masked_at_media)

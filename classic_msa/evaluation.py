@@ -31,15 +31,17 @@ class Evaluation:
 
 @torch.no_grad()
 def predict(model: FeatureModel, samples: Sequence[Sample], *, protocol: MissingnessProtocol = COMPLETE,
-            batch_size: int = 256, device: str | torch.device = "cpu"
+            batch_size: int = 256, device: str | torch.device = "cpu", masked_at_media: bool = False
             ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """(ids, predictions, labels, per-sample latency in ms) in the order of `samples`, in eval mode,
-    the model run on `device` (labels and ids are taken from the batch before it is moved)."""
+    the model run on `device` (labels and ids are taken from the batch before it is moved).
+    `masked_at_media`: see `classic_msa.data.collate`."""
     was_training = model.training
     model.eval()
     ids, preds, labels, latency = [], [], [], []
     try:
-        for batch in FeatureLoader(samples, batch_size=batch_size, protocol=protocol).epoch():
+        for batch in FeatureLoader(samples, batch_size=batch_size, protocol=protocol,
+                                   masked_at_media=masked_at_media).epoch():
             moved = batch.to(device)
             start = time.perf_counter()
             out = model(moved)
@@ -55,7 +57,8 @@ def predict(model: FeatureModel, samples: Sequence[Sample], *, protocol: Missing
 
 def evaluate(model: FeatureModel, samples: Sequence[Sample], *, dataset: str,
              protocol: MissingnessProtocol = COMPLETE, batch_size: int = 256,
-             device: str | torch.device = "cpu") -> Evaluation:
-    ids, preds, labels, latency = predict(model, samples, protocol=protocol, batch_size=batch_size, device=device)
+             device: str | torch.device = "cpu", masked_at_media: bool = False) -> Evaluation:
+    ids, preds, labels, latency = predict(model, samples, protocol=protocol, batch_size=batch_size, device=device,
+                                          masked_at_media=masked_at_media)
     return Evaluation(metrics=regression_metrics(preds, labels, dataset), ids=ids, preds=preds,
                       labels=labels, protocol=protocol, latency_ms=latency)

@@ -4,7 +4,8 @@
     results_dir: results/demo               # runs.jsonl, summary.md and plots (small, committed)
     dataset: mosi
     data: {synthetic_n: 200}                # or {train: a.csv, valid: b.csv[, test: c.csv][, features: x.pkl]}
-                                            # features: an MMSA pickle or a features.npz (+ features_manifest)
+                                            # features: an MMSA pickle or a features.npz (+ features_manifest);
+                                            # or extract: RECIPE (classic features from the raw media)
     evaluate_on: test                       # the split every row is computed on
     seeds: [0, 1]
     train_protocols: [{}]                   # MissingnessProtocol dicts; each trained model under each
@@ -85,6 +86,10 @@ class CompareData:
     one a features.npz names, else the dataset's default set for the file name or `features_layout`."""
     features_layout: str | None = None
     """aligned / unaligned when an MMSA pickle's file name does not say."""
+    extract: str | None = None
+    """Instead of `features`: an extraction recipe (`omni_msa.extract.recipes`, e.g. `extracted_egemaps`); the
+    classic models read features extracted from the manifests' raw media, the complete media for training and
+    each evaluation protocol's damaged media for its rows (`omni_msa.extract.source`)."""
     skip_invalid: bool = False
     dev_fraction: float | None = None
     """The omni readouts select on a dev split of this share of the training videos, carved from train
@@ -98,6 +103,13 @@ class CompareData:
             raise ValueError("data needs `synthetic_n` or `train` and `valid` manifests (not both)")
         if self.train is not None and self.valid is None:
             raise ValueError("data needs a `valid` manifest with `train`")
+        if self.extract is not None:
+            if self.features is not None:
+                raise ValueError("data: `extract` (features from the raw media) or `features` (a feature file), "
+                                 "not both")
+            from omni_msa.extract.recipes import get_recipe
+
+            get_recipe(self.extract)
         if self.features is None:
             given = [k for k in ("features_manifest", "feature_set", "features_layout") if getattr(self, k) is not None]
             if given:
@@ -176,8 +188,9 @@ class CompareConfig:
             raise ValueError("evaluate_on: test needs a `data.test` manifest")
         if not self.readouts and not self.classic:
             raise ValueError("nothing to compare: give omni.readouts and/or classic models")
-        if self.classic and self.data.synthetic_n is None and self.data.features is None:
-            raise ValueError("classic models need features of the same samples: set data.features")
+        if self.classic and self.data.synthetic_n is None and self.data.features is None and self.data.extract is None:
+            raise ValueError("classic models need features of the same samples: set data.features (a feature file) "
+                             "or data.extract (a recipe that extracts them from the raw media)")
         if self.classic and self.data.dev_fraction is not None:
             raise ValueError("data.dev_fraction: classic models select on valid (a dev split carved from train is "
                              "implemented for the omni readouts only); compare them without it")

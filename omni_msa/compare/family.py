@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from omni_msa.data.fingerprint import DataFingerprint, data_fingerprint
 from omni_msa.data.missing import MissingnessProtocol
 from omni_msa.data.record import Sample
 from omni_msa.files import read_json
+
+if TYPE_CHECKING:
+    from omni_msa.extract.source import MediaFeatures
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ class SharedData:
     media_cache_dir: str | None = None
     reader_errors: list[dict[str, Any]] = field(default_factory=list)
     synthetic: dict[str, Any] | None = None  # the generation spec, when the samples are the built-in set
+    media_features: MediaFeatures | None = None  # feature models' features extracted from the media instead
     dev_fraction: float | None = None        # omni readouts select on a dev split carved from train
     dev_seed: int = 0
     _fingerprint: DataFingerprint | None = field(default=None, init=False, repr=False, compare=False)
@@ -55,12 +59,18 @@ class SharedData:
     def describe(self) -> dict[str, Any]:
         """What the rows were computed on, for the report: dataset, split, samples per split, the
         feature set the feature models read, the content fingerprint."""
-        spec = (feature_set_of(self.features, dataset=self.dataset, feature_set=self.feature_set,
-                               layout=self.features_layout, manifest=self.features_manifest)
-                if self.features else None)
-        return {"dataset": self.dataset, "evaluate_on": self.evaluate_on,
-                "samples": {split: len(samples) for split, samples in self.samples.items()},
-                "feature_set": spec.name if spec else None, "fingerprint": self.fingerprint.digest}
+        if self.media_features is not None:
+            feature_set: str | None = self.media_features.feature_set
+        else:
+            feature_set = (feature_set_of(self.features, dataset=self.dataset, feature_set=self.feature_set,
+                                          layout=self.features_layout, manifest=self.features_manifest).name
+                           if self.features else None)
+        described = {"dataset": self.dataset, "evaluate_on": self.evaluate_on,
+                     "samples": {split: len(samples) for split, samples in self.samples.items()},
+                     "feature_set": feature_set, "fingerprint": self.fingerprint.digest}
+        if self.media_features is not None:
+            described["features_from_media"] = self.media_features.key()
+        return described
 
     @property
     def fingerprint(self) -> DataFingerprint:

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omni_msa.compare.config import CompareConfig
 from omni_msa.compare.family import Contender, EvalResult, FitInfo, SharedData
@@ -25,6 +25,9 @@ from omni_msa.data.synthetic import make_synthetic
 from omni_msa.files import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from omni_msa.report import result_row
 from omni_msa.resources import peak_memory_mb, reset_peak_memory
+
+if TYPE_CHECKING:
+    from omni_msa.extract.source import MediaFeatures
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +77,13 @@ def training_plan(cfg: CompareConfig, contender: Contender, plan: int, seed: int
 
 def prepare_data(cfg: CompareConfig, *, multimodal: bool) -> SharedData:
     """The samples of the comparison: the synthetic set is generated once under output_dir/data
-    (media only when a raw-media model needs them); manifests are read through the shared layer."""
+    (media only when a raw-media model, or extraction, needs them); manifests are read through the
+    shared layer. `multimodal`: the omni readouts read media."""
     from omni_msa.data.splits import read_split
 
     out = Path(cfg.output_dir)
+    media_features = _media_features(cfg, out, multimodal=multimodal)
+    multimodal = multimodal or media_features is not None
     if cfg.data.synthetic_n is not None:
         directory = out / "data"
         synthetic = {"n": cfg.data.synthetic_n, "seed": cfg.data.synthetic_seed, "shape": cfg.dataset,
@@ -90,8 +96,8 @@ def prepare_data(cfg: CompareConfig, *, multimodal: bool) -> SharedData:
             write_json(marker, synthetic)
         manifest = str(directory / "manifest.csv")
         paths = {"train": manifest, "valid": manifest, "test": manifest}
-        features: str | None = str(directory / "unaligned.pkl")
-        layout: str | None = "unaligned"
+        features: str | None = None if media_features else str(directory / "unaligned.pkl")
+        layout: str | None = None if media_features else "unaligned"
         features_manifest = None
     else:
         synthetic = None
@@ -109,7 +115,22 @@ def prepare_data(cfg: CompareConfig, *, multimodal: bool) -> SharedData:
                       features=features, features_manifest=str(features_manifest) if features_manifest else None,
                       feature_set=cfg.data.feature_set, features_layout=layout, skip_invalid=cfg.data.skip_invalid,
                       media_cache_dir=str(out / "media_cache"), reader_errors=unique_errors, synthetic=synthetic,
-                      dev_fraction=cfg.data.dev_fraction, dev_seed=cfg.data.dev_seed)
+                      dev_fraction=cfg.data.dev_fraction, dev_seed=cfg.data.dev_seed, media_features=media_features)
+
+
+def _media_features(cfg: CompareConfig, out: Path, *, multimodal: bool) -> MediaFeatures | None:
+    """The features `data.extract` extracts, from media decoded as the omni readouts decode them
+    (their `media` settings where they read media, else the extractor's defaults), cached under
+    output_dir/feature_cache."""
+    if cfg.data.extract is None:
+        return None
+    from omni_msa.config_layer import build
+    from omni_msa.extract.run import DEFAULT_MEDIA
+    from omni_msa.extract.source import MediaFeatures
+    from omni_msa.media_inputs import MediaSettings
+
+    media = build(MediaSettings, cfg.omni_base.get("media", {}), at="omni.base.media") if multimodal else DEFAULT_MEDIA
+    return MediaFeatures(recipe=cfg.data.extract, media=media, cache_dir=str(out / "feature_cache"))
 
 
 def _generated_spec(marker: Path) -> Any:
