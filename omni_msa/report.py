@@ -383,7 +383,8 @@ def plot_mode_bars(rows: Sequence[Mapping[str, Any]], metric: str, path: str | P
         ax.bar(x + (i - (len(models) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=model)
     ax.set_xticks(x)
     ax.set_xticklabels([m.replace("+", "+\n") for m in modes], fontsize=8)
-    ax.set_xlabel("retained modalities (all others dropped for every test sample)")
+    splits = "/".join(sorted({str(r.get("split")) for r in rows if r.get("split")})) or "evaluation"
+    ax.set_xlabel(f"retained modalities (all others dropped for every {splits} sample)")
     ax.set_ylabel(metric_axis_label(metric, dataset))
     ax.set_title(title or f"{metric_label(metric, dataset)} per retention mode ({dataset}, "
                  f"error bar = ±1 std, n={_n_per_point(rows)})", fontsize=10)
