@@ -23,7 +23,7 @@ from omni_msa.data.missing import (
     feature_integrity,
     text_token_positions,
 )
-from omni_msa.data.mmsa import stack_features
+from omni_msa.data.mmsa import stack_features, stack_text_bert
 from omni_msa.data.record import MODALITIES, Sample
 from omni_msa.seeding import derive_seed, epoch_protocol
 
@@ -89,7 +89,8 @@ def collate(samples: Sequence[Sample], protocol: MissingnessProtocol = COMPLETE,
     integrity = [feature_integrity(s, d) for s, d in zip(samples, draws)]
     text_bert = None
     if all(s.text_bert is not None for s in masked):
-        text_bert = torch.from_numpy(np.stack([_padded_ids(s.text_bert, text_len) for s in masked])).long()
+        width = max(text_len, *(np.asarray(s.text_bert).shape[-1] for s in masked))  # cut to the trimmed text
+        text_bert = torch.from_numpy(stack_text_bert(masked, width)[:, :, :text_len]).long()
     extra = None
     names = set.intersection(*(set(s.extra_labels) for s in samples))
     if names:
@@ -105,14 +106,6 @@ def collate(samples: Sequence[Sample], protocol: MissingnessProtocol = COMPLETE,
         text_bert=text_bert,
         extra_labels=extra,
     )
-
-
-def _padded_ids(text_bert: np.ndarray, length: int) -> np.ndarray:
-    """3 x `length` ids, mask and segments: cut, or padded with zeros (extracted features are unpadded)."""
-    out = np.zeros((3, length), np.int64)
-    ids = np.asarray(text_bert)[:, :length]
-    out[:, :ids.shape[1]] = ids
-    return out
 
 
 def real_steps(samples: Sequence[Sample], modality: str) -> np.ndarray:

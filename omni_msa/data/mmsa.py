@@ -333,7 +333,7 @@ def write_mmsa_pickle(samples: list[Sample], path: str | Path, *, dataset: str, 
             if modality != "text":
                 part[f"{modality}_lengths"] = lengths
         if with_bert:
-            part["text_bert"] = _stack_text_bert(group, shapes["text"][0])
+            part["text_bert"] = stack_text_bert(group, shapes["text"][0])
         if with_extra:
             for name, key in EXTRA_LABEL_KEYS.items():
                 part[key] = np.array([sample.extra_labels[name] for sample in group], dtype=np.float64)
@@ -350,7 +350,8 @@ def _padded_shape(spec: FeatureSetSpec, samples: list[Sample], modality: str) ->
     return length, dim
 
 
-def _stack_text_bert(samples: list[Sample], seq_len: int) -> np.ndarray:
+def stack_text_bert(samples: Sequence[Sample], seq_len: int) -> np.ndarray:
+    """N x 3 x `seq_len` ids, masks and segments, zero-padded; one longer than `seq_len` is an error."""
     stacked = np.zeros((len(samples), 3, seq_len), dtype=np.int64)
     for i, sample in enumerate(samples):
         tokens = np.asarray(sample.text_bert)
