@@ -210,6 +210,13 @@ def test_tune_needs_a_dev_split_and_searchable_settings():
     assert_one_error_line(result, "['epochs'] are held fixed by the comparison")
 
 
+def test_tune_grid_values_are_read_like_config_values():
+    from omni_msa.cli.omni import _grid
+
+    assert _grid(["lr=1e-4,2.0e-4", "optim.warmup_ratio=0,.05"]) == {"lr": [1e-4, 2e-4], "warmup_ratio": [0, 0.05]}, \
+        "1e-4 (no dot, a string to YAML 1.1) is a float, as in a config file"
+
+
 def test_the_recorded_comparison_command_computes_every_row():
     from omni_msa.cli.omni import whole_grid_command
 

@@ -229,14 +229,14 @@ def add_tune(commands: argparse._SubParsersAction) -> None:
 
 
 def _grid(entries: list[str]) -> dict[str, list[Any]]:
-    import yaml
+    from omni_msa.yaml_config import parse_yaml
 
     grid = {}
     for entry in entries:
         key, sep, values = entry.partition("=")
         if not sep or not key or not values:
             raise UsageError(f"--grid {entry!r}: expected KEY=V1,V2,...")
-        grid[key.removeprefix("optim.")] = [yaml.safe_load(v) for v in values.split(",")]
+        grid[key.removeprefix("optim.")] = [parse_yaml(v) for v in values.split(",")]
     return grid
 
 
