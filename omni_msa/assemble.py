@@ -19,6 +19,7 @@ from omni_msa.config import OmniRunConfig
 from omni_msa.data.record import label_range
 from omni_msa.inputs import InputBuilder, MediaDecoder
 from omni_msa.readouts import ReadoutContext, ReadoutEntry
+from omni_msa.speed_settings import SpeedSettings, speed_settings
 
 if TYPE_CHECKING:
     from omni_msa.encoder_cache import EncoderOutputCache
@@ -30,6 +31,7 @@ class Assembled:
     builder: InputBuilder
     trainable: dict[str, int | float]
     entry: ReadoutEntry
+    speed: SpeedSettings
     encoder_cache: EncoderOutputCache | None = None
     """The backbone's encoder-output cache, or None (turned off, or a backbone without one)."""
 
@@ -98,7 +100,8 @@ def assemble(cfg: OmniRunConfig) -> Assembled:
     """The readout of `cfg` on its backbone; LoRA only for readouts that are trained (a
     zero-shot readout scores the bare, frozen backbone)."""
     entry = cfg.readout.entry
-    model, preprocessor = load_backbone(resolve_backbone(cfg.backbone))
+    speed = speed_settings(cfg.backbone, custom_mask=entry.custom_attention_mask)
+    model, preprocessor = load_backbone(resolve_backbone(cfg.backbone), speed=speed)
     # Seeded after loading: the first load in a process may draw random numbers (lazy imports,
     # kernel probing) that later loads do not, and LoRA and head initialisation must not depend on it.
     torch.manual_seed(cfg.optim.seed)
@@ -113,4 +116,4 @@ def assemble(cfg: OmniRunConfig) -> Assembled:
         readout.requires_grad_(False)
         readout.eval()
     return Assembled(readout=readout, builder=builder, trainable=trainable_report(readout), entry=entry,
-                     encoder_cache=cache)
+                     speed=speed, encoder_cache=cache)

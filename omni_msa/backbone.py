@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from omni_msa.backbones import BackboneSpec, get_backbone
+from omni_msa.speed_settings import SpeedSettings, speed_settings
 
 Quantization = Literal["none", "8bit", "4bit"]
 
@@ -56,8 +57,8 @@ class BackboneConfig:
     quantization: Quantization = "none"
     compute_dtype: str = "auto"
     freeze_encoders: bool = True
-    gradient_checkpointing: bool = False
-    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool | Literal["auto"] = "auto"   # omni_msa.speed_settings: what auto picks
+    attn_implementation: str = "auto"                          # "auto", or a transformers name ("sdpa", ...)
     encoder_cache: bool = True
 
     def __post_init__(self) -> None:
@@ -71,6 +72,8 @@ class BackboneConfig:
             # transformers dequantizes GGUF on load and refuses a quantization_config with it.
             raise ValueError("a GGUF backbone cannot be re-quantized with bitsandbytes; use quantization='none'")
         resolve_dtype(self.compute_dtype)
+        if self.gradient_checkpointing not in (True, False, "auto"):
+            raise ValueError(f"gradient_checkpointing {self.gradient_checkpointing!r}: expected true, false or 'auto'")
 
     @property
     def spec(self) -> BackboneSpec:
@@ -93,10 +96,12 @@ class LoraSettings:
         return spec.lora_targets if self.target_modules is None else self.target_modules
 
 
-def resolve_dtype(name: str) -> torch.dtype:
-    """``auto`` -> bfloat16 on CUDA, float32 on CPU; otherwise a torch dtype name."""
+def resolve_dtype(name: str, *, cuda: bool | None = None) -> torch.dtype:
+    """``auto`` -> bfloat16 on CUDA, float32 on CPU (`cuda`: this machine's, unless given); otherwise a
+    torch dtype name."""
     if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        cuda = torch.cuda.is_available() if cuda is None else cuda
+        return torch.bfloat16 if cuda else torch.float32
     dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"compute_dtype {name!r}: expected 'auto' or a float dtype name")
@@ -150,15 +155,18 @@ def _gguf_location(cfg: BackboneConfig) -> tuple[str, str | None]:
     return cfg.name_or_path, cfg.gguf_file
 
 
-def load_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Any]:
+def load_backbone(cfg: BackboneConfig, *, speed: SpeedSettings | None = None) -> tuple[nn.Module, Any]:
     """Load the model and its processor (Thinker) or tokenizer (causal LM).
 
-    Quantized models come back prepared for k-bit training (``prepare_for_kbit_training``);
-    encoders are frozen when ``cfg.freeze_encoders``.
+    Attention kernel and gradient checkpointing from `speed` (default: what `omni_msa.speed_settings`
+    chooses for `cfg` on this machine, for a readout without a 4-D attention mask). Quantized models come
+    back prepared for k-bit training (``prepare_for_kbit_training``); encoders are frozen when
+    ``cfg.freeze_encoders``.
     """
+    speed = speed or speed_settings(cfg)
     kwargs: dict[str, Any] = {
         "dtype": resolve_dtype(cfg.compute_dtype),
-        "attn_implementation": cfg.attn_implementation,
+        "attn_implementation": speed.attention,
     }
     quant = quantization_config(cfg)
     if quant is not None:
@@ -174,9 +182,9 @@ def load_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Any]:
         preprocessor = spec.finish_preprocessor(preprocessor)
 
     if quant is not None:
-        prepare_for_kbit_training(model, cfg.gradient_checkpointing)
+        prepare_for_kbit_training(model, speed.gradient_checkpointing)
         keep_partial_blocks_off_packed_cpu_path(model)
-    elif cfg.gradient_checkpointing:
+    elif speed.gradient_checkpointing:
         model.activation_checkpointing_enable()
     if cfg.freeze_encoders:
         freeze_encoders(model, spec)

@@ -134,6 +134,7 @@ class TrainingRecipe:
         self.train_samples, valid_samples, self.reader_skipped = load_samples(self.cfg)
         self.assembled = assemble(self.cfg)
         logger.info("trainable parameters: %s", self.assembled.trainable)
+        logger.info("speed settings: %s", self.assembled.speed.line())
         self.valid_prepared, self.valid_errors = self.prepare_all(valid_samples, self.cfg.eval_missing)
         first_epoch, self.train_errors = self.prepare_all(self.train_samples, self.epoch_protocol(0))
         bad_ids = {e.sample_id for e in self.train_errors}
@@ -351,6 +352,7 @@ class TrainingRecipe:
             "trainable": self.assembled.trainable, "peak_memory_mb": peak_memory_mb(),
             "peak_memory_scope": peak_memory_scope(),
             "step_time_s_median": float(np.median(self.step_times)) if self.step_times else None,
+            "speed_settings": self.assembled.speed.to_dict(),
             "encoder_cache": None if self.assembled.encoder_cache is None else self.assembled.encoder_cache.counts(),
             "wall_time_s": self.elapsed(),
             "skipped_invalid": [{"id": e.sample_id, "field": e.field, "reason": e.reason}

@@ -224,6 +224,9 @@ def test_raft_trains_and_scores_through_the_trainer_unchanged(tiny_thinker_dir, 
     summary = train(cfg, show_progress=False)
     losses = [row["loss"] for row in summary["history"] if row["split"] == "train"]
     assert len(losses) == 4 and all(loss == loss for loss in losses)
+    if not torch.cuda.is_available():
+        assert summary["speed_settings"] == {"device": "cpu", "compute_dtype": "float32", "attention": "sdpa",
+                                             "gradient_checkpointing": False, "length_grouping": True}
     assembled, scored_cfg = load_scorer(tmp_path / BEST_DIR)
     result = score_file(assembled, scored_cfg, synthetic_samples[:5], tmp_path / "preds.jsonl", protocol=text_only)
     rows = read_predictions(tmp_path / "preds.jsonl")

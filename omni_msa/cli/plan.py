@@ -35,6 +35,8 @@ def add_plan(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--explore", action="store_true", help="which LoRA settings give the published 1.14%%")
     parser.add_argument("--configs", default="scripts/configs",
                         help=f"folder of {' and '.join(ARCH_FILES.values())} (default: %(default)s)")
+    parser.add_argument("--run-config", default="scripts/configs/qwen25omni_7b_mosi.yaml",
+                        help="the training config whose speed settings on a CUDA GPU to print (default: %(default)s)")
     parser.set_defaults(run=run_plan)
 
 
@@ -51,6 +53,7 @@ def run_plan(args: argparse.Namespace) -> None:
               for name, config in configs.items() for r in args.ranks}
     print_parameters(counts)
     print_memory(args, configs, counts)
+    print_speed_settings(args.run_config)
     if args.explore:
         print_explore(configs["7B"])
 
@@ -105,3 +108,27 @@ def print_explore(config_7b: Any) -> None:
             c = count_parameters(config_7b, LoraSettings(r=r, target_modules=targets))
             parts = " / ".join(millions(c.lora_by_component[k]) for k in ("language_model", "audio_tower", "visual"))
             print(f"| {label} | {r} | {parts} | {100 * c.share:.3f}% | {100 * c.naive_4bit_share:.3f}% |")
+
+
+def print_speed_settings(run_config: str) -> None:
+    """What `run_config` will use on one CUDA GPU, chosen by the same function as the run itself."""
+    from omni_msa.config import OmniRunConfig
+    from omni_msa.config_layer import load
+    from omni_msa.readouts import get_readout, readout_names
+    from omni_msa.speed_settings import flash_attention_installed, speed_settings
+
+    cfg = load(OmniRunConfig, run_config)
+    backbone, readout = cfg.backbone, cfg.readout.kind
+    masked = [name for name in readout_names() if get_readout(name).custom_attention_mask]
+    print(f"\n## Speed settings of `{run_config}` on one CUDA GPU (dry run)\n")
+    print("| flash-attn | readouts | compute dtype | attention | gradient checkpointing |")
+    print("| --- | --- | --- | --- | --- |")
+    for installed in (True, False):
+        for custom_mask, readouts in ((False, "the others"), (True, ", ".join(masked) + " (4-D attention mask)")):
+            speed = speed_settings(backbone, custom_mask=custom_mask, cuda=True, flash_installed=installed)
+            print(f"| {'installed' if installed else 'not installed'} | {readouts} | {speed.compute_dtype} "
+                  f"| {speed.attention} | {'on' if speed.gradient_checkpointing else 'off'} |")
+    print(f"\nThis config's readout: `{readout}`. flash-attn on this machine: "
+          f"{'installed' if flash_attention_installed() else 'not installed'}. "
+          "Every run groups its batches by the set of present modalities and by length, and writes the "
+          "settings it used into train_summary.json (`speed_settings`).")

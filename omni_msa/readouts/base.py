@@ -71,6 +71,7 @@ class ReadoutEntry:
     parsed: bool = False          # predictions carry parse statuses (ok / unparsable / out_of_range)
     uses_lm_head: bool = False    # computes vocabulary logits (the dry-run memory plan counts them)
     reads: str | None = None      # scores the model another readout trains (its training is reused)
+    custom_attention_mask: bool = False  # runs the model under a 4-D mask (so never FlashAttention-2)
 
 
 READOUTS: Registry[ReadoutEntry] = Registry("readout", "omni_msa.readouts")
@@ -79,7 +80,8 @@ READOUTS: Registry[ReadoutEntry] = Registry("readout", "omni_msa.readouts")
 def register_readout(name: str, **flags: Any) -> Callable[[Callable[[ReadoutContext], nn.Module]],
                                                            Callable[[ReadoutContext], nn.Module]]:
     """Decorator registering a builder `ReadoutContext -> readout module` under `name`, with the
-    `ReadoutEntry` fields (`trained`, `with_answers`, `parsed`, `uses_lm_head`, `reads`)."""
+    `ReadoutEntry` fields (`trained`, `with_answers`, `parsed`, `uses_lm_head`, `reads`,
+    `custom_attention_mask`)."""
     def decorate(build: Callable[[ReadoutContext], nn.Module]) -> Callable[[ReadoutContext], nn.Module]:
         READOUTS.register(name, ReadoutEntry(name=name, build=build, **flags))
         return build

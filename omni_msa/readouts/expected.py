@@ -49,5 +49,7 @@ def build_expected(ctx: ReadoutContext) -> ExpectedValueReadout:
     return ExpectedValueReadout(ctx.backbone, ctx.settings, answer_grid(ctx.builder))
 
 
-register_readout("generative_expected", reads="generative", uses_lm_head=True)(build_expected)
-register_readout("generative_expected_zero_shot", trained=False, uses_lm_head=True)(build_expected)
+register_readout("generative_expected", reads="generative", uses_lm_head=True,
+                 custom_attention_mask=True)(build_expected)
+register_readout("generative_expected_zero_shot", trained=False, uses_lm_head=True,
+                 custom_attention_mask=True)(build_expected)

@@ -22,6 +22,6 @@ class RaftReadout(ExpectedValueReadout):
         return LOSSES[self.settings.loss](expected, batch.labels.to(expected))
 
 
-@register_readout("generative_raft", uses_lm_head=True)
+@register_readout("generative_raft", uses_lm_head=True, custom_attention_mask=True)
 def build_raft(ctx: ReadoutContext) -> RaftReadout:
     return RaftReadout(ctx.backbone, ctx.settings, answer_grid(ctx.builder))
