@@ -53,6 +53,7 @@ def run_plan(args: argparse.Namespace) -> None:
               for name, config in configs.items() for r in args.ranks}
     print_parameters(counts)
     print_memory(args, configs, counts)
+    print_encoder_share(args, configs)
     print_speed_settings(args.run_config)
     if args.explore:
         print_explore(configs["7B"])
@@ -108,6 +109,32 @@ def print_explore(config_7b: Any) -> None:
             c = count_parameters(config_7b, LoraSettings(r=r, target_modules=targets))
             parts = " / ".join(millions(c.lora_by_component[k]) for k in ("language_model", "audio_tower", "visual"))
             print(f"| {label} | {r} | {parts} | {100 * c.share:.3f}% | {100 * c.naive_4bit_share:.3f}% |")
+
+
+def print_encoder_share(args: argparse.Namespace, configs: dict[str, Any]) -> None:
+    """The frozen encoders' share of a training step's FLOPs: what the encoder-output cache saves per
+    epoch from the second epoch on (formula: omni_msa/flops.py)."""
+    from omni_msa.flops import step_flops, weight_counts
+    from omni_msa.plan import Workload
+
+    height, width = args.frame_size
+    print(f"\n## Frozen encoders' share of a training step, TFLOP per sample (text {args.text_tokens} tokens, "
+          f"{args.frames} frames of {height}x{width}, {args.audio_seconds:g} s audio)\n")
+    print("| model | checkpointing | vision | audio | language model (fwd + bwd [+ recompute]) | encoder share: "
+          "saved per epoch from epoch 2 | saved over 4 epochs | saved per scoring pass (forward only) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, config in configs.items():
+        weights = weight_counts(config)
+        for checkpointing in (True, False):
+            work = Workload(text_tokens=args.text_tokens, video_frames=args.frames, frame_height=height,
+                            frame_width=width, audio_seconds=args.audio_seconds, gradient_checkpointing=checkpointing)
+            f = step_flops(config, work, weights)
+            print(f"| {name} | {'on' if checkpointing else 'off'} | {f.vision / 1e12:.2f} | {f.audio / 1e12:.2f} "
+                  f"| {f.language_model / 1e12:.2f} | {100 * f.encoder_share:.1f} % | {75 * f.encoder_share:.1f} % "
+                  f"| {100 * f.scoring_share:.1f} % |")
+    print("\nFLOPs = 2 x weights x positions per linear or convolution layer, plus 4 x layers x queries x keys x "
+          "width for attention; the encoders run forward only, the language model forward, backward (input "
+          "gradients) and, with checkpointing, the recomputed forward. The whole formula: omni_msa/flops.py.")
 
 
 def print_speed_settings(run_config: str) -> None:
